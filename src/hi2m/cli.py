@@ -1,0 +1,53 @@
+"""The ``hi2m`` command line.
+
+Every subcommand module is imported only when that subcommand runs (or, for its
+arguments, only the light ``add_arguments`` function), so ``hi2m --help`` does not
+pay for torch, PyAV or Lightning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, help). Each module defines add_arguments(parser) and run(args) -> int,
+# and keeps heavy imports inside run().
+COMMANDS: dict[str, tuple[str, str]] = {
+    "info": ("hi2m.commands.info", "show model sizes, parameter counts and FLOPs"),
+    "data": ("hi2m.data.check", "inspect a dataset before a long run (hi2m data check ...)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hi2m",
+        description="HI2M: self-supervised dynamic facial expression recognition "
+        "(hard sample mining + hard region discovery).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module).add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def _version() -> str:
+    from hi2m import __version__
+
+    return __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_module", None):
+        parser.print_help()
+        return 0
+    return int(importlib.import_module(args._module).run(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Light command modules behind ``hi2m <command>``."""

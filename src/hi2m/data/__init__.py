@@ -1,0 +1,1 @@
+"""Video decoding, temporal sampling, transforms and dataset adapters."""
