@@ -1,0 +1,114 @@
+"""Model directories: ``config.json`` + ``model.safetensors``, written atomically, read without pickle."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from hi2m.model.classifier import VideoClassifier
+from hi2m.model.config import HI2MConfig
+from hi2m.model.mae import HI2M
+
+FORMAT = "hi2m"
+FORMAT_VERSION = 1
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+def atomic_write(path: str | Path, write) -> None:
+    """Call ``write(tmp_path)`` on a temporary file in the same folder, then rename it over ``path``.
+
+    A crash leaves either the old file or the new one, never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def describe(model: nn.Module) -> dict[str, Any]:
+    """The JSON description from which ``build_model`` recreates the architecture."""
+    if isinstance(model, HI2M):
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, "task": "pretraining", "model": model.cfg.to_dict()}
+    if isinstance(model, VideoClassifier):
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "task": "classification",
+            "model": model.cfg.to_dict(),
+            "num_classes": model.num_classes,
+            "class_names": list(model.class_names),
+            "linear_probe": model.linear_probe,
+            "head_dropout": model.head_dropout,
+        }
+    raise TypeError(f"cannot save a {type(model).__name__}")
+
+
+def build_model(description: dict[str, Any]) -> nn.Module:
+    if description.get("format") != FORMAT:
+        raise ValueError("not an hi2m model description (config.json without format: hi2m)")
+    if int(description.get("format_version", 0)) > FORMAT_VERSION:
+        raise ValueError(f"model format {description['format_version']} is newer than this hi2m ({FORMAT_VERSION})")
+    cfg = HI2MConfig.from_dict(description["model"])
+    if description["task"] == "pretraining":
+        return HI2M(cfg)
+    if description["task"] == "classification":
+        return VideoClassifier(
+            cfg,
+            num_classes=description["num_classes"],
+            class_names=tuple(description["class_names"]),
+            linear_probe=description.get("linear_probe", False),
+            head_dropout=description.get("head_dropout", 0.0),
+        )
+    raise ValueError(f"unknown task {description['task']!r}")
+
+
+def save_pretrained(model: nn.Module, directory: str | Path, metadata: dict[str, Any] | None = None) -> Path:
+    """Write ``directory/config.json`` and ``directory/model.safetensors`` (each atomically; weights first)."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    description = describe(model)
+    if metadata:
+        description["metadata"] = metadata
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": FORMAT}))
+    atomic_write(
+        directory / CONFIG_NAME,
+        lambda tmp: Path(tmp).write_text(json.dumps(description, indent=2, sort_keys=True) + "\n"),
+    )
+    return directory
+
+
+def load_pretrained(directory: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a model saved by ``save_pretrained``; every weight must match (strict)."""
+    from safetensors.torch import load_file
+
+    from hi2m.interop import load_state_dict_strict
+
+    directory = Path(directory)
+    config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+    for p in (config_path, weights_path):
+        if not p.is_file():
+            raise FileNotFoundError(f"{p} not found: a model directory holds {CONFIG_NAME} and {WEIGHTS_NAME}")
+    try:
+        description = json.loads(config_path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{config_path}: invalid JSON ({e})") from e
+    model = build_model(description)
+    load_state_dict_strict(model, load_file(str(weights_path), device=str(map_location)), source=str(weights_path))
+    model.metadata = description.get("metadata", {})
+    return model.eval()
