@@ -1,0 +1,1 @@
+"""Training utilities: optimiser parameter groups and lr schedule, evaluation metrics, mixup/cutmix."""
