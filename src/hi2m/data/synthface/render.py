@@ -1,0 +1,212 @@
+"""Rendering one SynthFace clip: scene, face, occluder, lighting, noise, masks."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hi2m.data.synthface.config import SynthFaceConfig
+from hi2m.data.synthface.face import draw_face, region_parts
+from hi2m.data.synthface.params import ClipSpec, au_tracks, sample_spec
+from hi2m.data.synthface.raster import Canvas, Pose, coverage
+
+
+@dataclass
+class SynthClip:
+    """One generated clip with its labels and ground truth."""
+
+    frames: np.ndarray  # (T, H, W, 3) uint8 RGB
+    label: int  # index into DFER_CLASSES
+    region_masks: np.ndarray  # (T, H, W) bool, expression-bearing regions
+    params: dict[str, float]  # action-unit apex intensities, onset, ramp, apex frame, intensity
+    difficulty: dict[str, float]  # nuisance strengths of this clip (see docs/synthface.md)
+    region_parts: np.ndarray | None = field(repr=False, default=None)  # (T, H, W) uint8 part ids
+    occlusion: np.ndarray | None = field(repr=False, default=None)  # (T, H, W) bool, occluder pixels
+    identity: dict[str, Any] = field(repr=False, default_factory=dict)
+
+
+def _clip_time(num_frames: int) -> np.ndarray:
+    """Normalised time 0..1 over the clip. Shape (T,)."""
+    return np.linspace(0.0, 1.0, num_frames)
+
+
+def head_pose(spec: ClipSpec, config: SynthFaceConfig) -> Pose:
+    """Smooth per-frame head translation, rotation and scale."""
+    head, size = spec.scene["head"], config.size
+    t = _clip_time(config.num_frames)  # (T,)
+    wave = 2.0 * math.pi * head["freq"] * t  # (T,)
+
+    def path(amp: float, phase: float) -> np.ndarray:
+        return amp * (np.sin(wave + phase) - math.sin(phase))  # (T,) starts at 0
+
+    cx = size * (0.5 + head["offset_x"] + path(head["amp_x"], head["phase_x"]))
+    cy = size * (0.5 + head["offset_y"] + path(head["amp_y"], head["phase_y"]))
+    angle = 0.5 * path(head["amp_rot"], head["phase_rot"])
+    radius = size * spec.identity["face_radius"] * (1.0 + head["scale_drift"] * t)
+    return Pose(cx=cx, cy=cy, radius=radius, angle=angle)
+
+
+def _grating(pos: np.ndarray, kx: float, ky: float, shift: np.ndarray, phase: float) -> np.ndarray:
+    """sin(kx * x + ky * y - shift_t + phase) via the angle-sum identity. (T, S, S)."""
+    ax = kx * pos + phase  # (S,)
+    ay = ky * pos[None, :] - shift[:, None]  # (T, S)
+    sin_x, cos_x = np.sin(ax)[None, None, :], np.cos(ax)[None, None, :]  # (1, 1, S)
+    sin_y, cos_y = np.sin(ay)[:, :, None], np.cos(ay)[:, :, None]  # (T, S, 1)
+    return sin_x * cos_y + cos_x * sin_y
+
+
+def draw_background(num_frames: int, size: int, bg: dict[str, Any]) -> np.ndarray:
+    """Drifting textured background from three sine gratings. (3, T, H, W) float32."""
+    pos = (np.arange(size, dtype=np.float32) + 0.5) / size  # (S,)
+    drift = bg["speed"] * np.arange(num_frames, dtype=np.float32)  # (T,)
+    waves = []
+    for (du, dv), wavelength, phase in zip(bg["waves"], bg["wavelength"], bg["phase"]):
+        norm = math.hypot(du, dv) + 1e-6
+        kx, ky = 2 * math.pi * du / norm / wavelength, 2 * math.pi * dv / norm / wavelength
+        shift = ((kx * bg["vx"] + ky * bg["vy"]) * drift).astype(np.float32)  # (T,)
+        waves.append(_grating(pos, kx, ky, shift, phase))  # (T, S, S)
+    pattern_a = waves[0] + 0.5 * waves[1]  # (T, S, S)
+    pattern_b = waves[2] * waves[0]  # (T, S, S) checker-like texture
+    image = np.empty((3, num_frames, size, size), dtype=np.float32)  # (3, T, H, W)
+    for c in range(3):
+        image[c] = bg["base"][c] + 0.5 * bg["tint_a"][c] * pattern_a + 0.7 * bg["tint_b"][c] * pattern_b
+    return image
+
+
+def occluder_alpha(spec: ClipSpec, config: SynthFaceConfig, pose: Pose) -> np.ndarray | None:
+    """Coverage of the moving occluder (bar or blob) in image space, or None. (T, H, W)."""
+    occ = spec.scene["occluder"]
+    if not occ["present"] or occ["size"] <= 0:
+        return None
+    num_frames, size = config.num_frames, config.size
+    r0 = float(pose.radius[0])
+    frames = np.arange(num_frames, dtype=np.float32) * (16.0 / max(num_frames, 2))  # (T,)
+    ox = pose.cx[0] + r0 * (occ["start_u"] + occ["vel_u"] * frames)  # (T,) pixels
+    oy = pose.cy[0] + r0 * (occ["start_v"] + occ["vel_v"] * frames)
+    grid = np.arange(size, dtype=np.float32) + 0.5  # (S,)
+    dx = grid[None, None, :] - ox.astype(np.float32)[:, None, None]  # (T, 1, S)
+    dy = grid[None, :, None] - oy.astype(np.float32)[:, None, None]  # (T, S, 1)
+    cos, sin = math.cos(occ["angle"]), math.sin(occ["angle"])
+    along, across = cos * dx + sin * dy, cos * dy - sin * dx  # (T, S, S)
+    half = occ["size"] * r0  # occluder half-thickness in pixels
+    if occ["kind"] < 0.5:
+        sdf = np.abs(across) - half  # infinite bar
+    else:
+        k = np.sqrt((along / (1.3 * half)) ** 2 + (across / half) ** 2)
+        sdf = (k - 1.0) * half
+    return coverage(sdf)
+
+
+def occluder_color(spec: ClipSpec, size: int) -> np.ndarray:
+    """Striped occluder texture. (3, 1, H, W) or (3,) when untextured."""
+    occ = spec.scene["occluder"]
+    base = np.asarray(occ["color"], dtype=np.float32)
+    if occ["stripes"] < 1.0:
+        return base
+    grid = np.arange(size, dtype=np.float32)
+    wave = np.sin(grid[None, :] * 0.7 + grid[:, None] * 0.3 * (1 + occ["angle"]))  # (S, S)
+    return base[:, None, None, None] + (occ["stripes"] * wave)[None, None]  # (3, 1, S, S)
+
+
+def lighting_field(num_frames: int, size: int, light: dict[str, float]) -> np.ndarray:
+    """Multiplicative light: global gain ramp times a rotating gradient. (T, H, W)."""
+    t = _clip_time(num_frames)  # (T,)
+    gain = (light["gain_start"] + light["gain_change"] * t).astype(np.float32)  # (T,)
+    angle = light["angle"] + light["angle_change"] * t  # (T,)
+    pos = np.linspace(-1.0, 1.0, size, dtype=np.float32)  # (S,)
+    gx = (light["slope"] * np.cos(angle)).astype(np.float32)[:, None, None]  # (T, 1, 1)
+    gy = (light["slope"] * np.sin(angle)).astype(np.float32)[:, None, None]
+    return gain[:, None, None] * (1.0 + gx * pos[None, None, :] + gy * pos[None, :, None])  # (T, S, S)
+
+
+def blink_track(spec: ClipSpec, num_frames: int) -> np.ndarray:
+    """Extra eye closure of a class-unrelated blink (about 3 frames at 25 fps). (T, 1, 1)."""
+    blink = spec.scene["blink"]
+    out = np.zeros(num_frames, dtype=np.float32)
+    if blink["present"]:
+        centre = blink["frame"] * (num_frames - 1)
+        out = np.clip(1.2 - np.abs(np.arange(num_frames) - centre) / 1.5, 0.0, 1.0).astype(np.float32)
+    return out[:, None, None]
+
+
+def render_spec(spec: ClipSpec, config: SynthFaceConfig) -> SynthClip:
+    """Draw a clip from its parameters (deterministic)."""
+    num_frames, size = config.num_frames, config.size
+    pose = head_pose(spec, config)
+    canvas = Canvas(draw_background(num_frames, size, spec.scene["background"]), pose)
+    tracks = {k: v.astype(np.float32)[:, None, None] for k, v in au_tracks(spec.expression, num_frames).items()}
+    draw_face(canvas, spec.identity, tracks, blink_track(spec, num_frames))
+    image = canvas.image  # (3, T, H, W)
+    parts = region_parts(canvas, spec.identity)  # (T, H, W)
+    occ_alpha = occluder_alpha(spec, config, pose)
+    if occ_alpha is not None:
+        color = occluder_color(spec, size)
+        color = color if color.ndim == 4 else color[:, None, None, None]
+        image += occ_alpha[None] * (color - image)
+        occlusion = occ_alpha > 0.5  # (T, H, W)
+    else:
+        occlusion = np.zeros(parts.shape, dtype=bool)
+    image *= lighting_field(num_frames, size, spec.scene["lighting"])[None]
+    sigma = spec.scene["noise_sigma"]
+    if sigma > 0.0:
+        noise = np.random.default_rng(spec.noise_seed).standard_normal(image.shape[1:], dtype=np.float32)
+        image += (sigma * noise)[None]  # (3, T, H, W) luminance noise
+    planes = np.clip(image + 0.5, 0.0, 255.0).astype(np.uint8)  # (3, T, H, W)
+    frames = np.ascontiguousarray(planes.transpose(1, 2, 3, 0))  # (T, H, W, 3)
+    masks = parts > 0
+    return SynthClip(
+        frames=frames,
+        label=spec.label,
+        region_masks=masks,
+        params=dict(spec.expression),
+        difficulty=difficulty_record(spec, config, pose, masks, occlusion),
+        region_parts=parts,
+        occlusion=occlusion,
+        identity=spec.identity,
+    )
+
+
+def difficulty_record(
+    spec: ClipSpec, config: SynthFaceConfig, pose: Pose, masks: np.ndarray, occlusion: np.ndarray
+) -> dict[str, float]:
+    """Per-clip nuisance strengths plus a heuristic overall difficulty score in [0, 1]."""
+    radius = pose.radius[0]
+    disp = np.hypot(pose.cx - pose.cx[0], pose.cy - pose.cy[0]) / radius  # (T,) face units
+    step = np.hypot(np.diff(pose.cx), np.diff(pose.cy)) / radius  # (T-1,)
+    covered = (occlusion & masks).sum(axis=(1, 2)) / np.maximum(masks.sum(axis=(1, 2)), 1)  # (T,)
+    light = spec.scene["lighting"]
+    expr = spec.expression
+    record = {
+        "intensity": expr["intensity"],
+        "low_intensity": expr["low_intensity"],
+        "expression_speed": 1.0 / max(expr["ramp"], 1e-6),  # apex strength per frame
+        "motion_amplitude": float(disp.max()),
+        "motion_speed": float(step.mean()) if step.size else 0.0,
+        "rotation_deg": float(np.degrees(np.ptp(pose.angle))),
+        "scale_change": float(abs(pose.radius[-1] / radius - 1.0)),
+        "fast_motion": spec.scene["head"]["fast"],
+        "occluded": spec.scene["occluder"]["present"],
+        "occlusion_fraction": float(covered.mean()),
+        "occlusion_max": float(covered.max()),
+        "noise_sigma": spec.scene["noise_sigma"],
+        "lighting_change": abs(light["gain_change"]) + 0.1 * abs(light["angle_change"]),
+        "background_speed": spec.scene["background"]["speed"] * config.size,  # px per frame
+        "blink": spec.scene["blink"]["present"],
+    }
+    parts = [
+        (1.0 - record["intensity"]) / 0.7,
+        record["motion_amplitude"] / 0.5,
+        record["occlusion_fraction"] / 0.5,
+        record["noise_sigma"] / 10.0,
+        record["rotation_deg"] / 20.0,
+    ]
+    record["difficulty_score"] = float(np.mean(np.clip(parts, 0.0, 1.0)))
+    return {k: float(v) for k, v in record.items()}
+
+
+def generate_clip(config: SynthFaceConfig, split: str, index: int) -> SynthClip:
+    """Generate clip ``index`` of ``split`` from (config.seed, split, index) alone."""
+    return render_spec(sample_spec(config, split, index), config)

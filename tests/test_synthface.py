@@ -1,0 +1,366 @@
+"""Tests of the SynthFace generator (hi2m.data.synthface).
+
+Everything runs on tiny clips (8 frames of 48x48 or 64x64) so the file stays fast
+on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from hi2m.data.labels import DFER_CLASSES
+from hi2m.data.synthface import (
+    AU_NAMES,
+    PART_IDS,
+    SynthFaceClips,
+    SynthFaceConfig,
+    au_vector,
+    clip_label,
+    ensure_synthface,
+    generate_clip,
+    load_occlusion,
+    load_region_masks,
+    load_region_parts,
+    sample_spec,
+    split_labels,
+    write_synthface,
+)
+from hi2m.data.synthface.params import expression_profile
+
+TINY = dict(num_train=14, num_val=7, num_test=7, num_frames=8, size=48)
+CALM = dict(head_motion=0.0, background_motion=0.0, lighting_change=0.0, noise=0.0, occlusion_prob=0.0)
+NEUTRAL = DFER_CLASSES.index("Neutral")
+
+
+def apex(clip) -> int:
+    return int(clip.params["apex_frame"])
+
+
+# --------------------------------------------------------------------------- config, seeds, splits
+
+
+def test_config_rejects_odd_size_and_unknown_split():
+    with pytest.raises(ValueError):
+        SynthFaceConfig(size=95)
+    with pytest.raises(ValueError):
+        generate_clip(SynthFaceConfig(**TINY), "holdout", 0)
+    with pytest.raises(IndexError):
+        generate_clip(SynthFaceConfig(**TINY), "val", 7)
+
+
+@pytest.mark.parametrize("frames, size", [(2, 16), (20, 40)])
+def test_unusual_clip_shapes(frames, size):
+    clip = generate_clip(SynthFaceConfig(num_frames=frames, size=size), "val", 0)
+    assert clip.frames.shape == (frames, size, size, 3) and clip.frames.dtype == np.uint8
+    assert clip.region_masks.shape == (frames, size, size) and clip.region_masks.any(axis=(1, 2)).all()
+
+
+def test_generator_import_does_not_load_torch():
+    code = "import sys, hi2m.data.synthface as s; s.generate_clip; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"  # worker processes stay light
+
+
+def test_same_seed_split_index_gives_identical_clip():
+    config = SynthFaceConfig(**TINY)
+    first, again = generate_clip(config, "train", 3), generate_clip(config, "train", 3)
+    assert np.array_equal(first.frames, again.frames)
+    assert np.array_equal(first.region_masks, again.region_masks)
+    assert first.params == again.params and first.difficulty == again.difficulty
+    other = generate_clip(config, "train", 4)
+    assert not np.array_equal(first.frames, other.frames)
+    reseeded = generate_clip(SynthFaceConfig(**TINY, seed=1), "train", 3)
+    assert not np.array_equal(first.frames, reseeded.frames)
+
+
+def test_splits_draw_from_different_seeds():
+    config = SynthFaceConfig(**TINY)
+    for index in range(3):
+        clips = [generate_clip(config, split, index) for split in ("train", "val", "test")]
+        for a in range(3):
+            for b in range(a + 1, 3):
+                assert not np.array_equal(clips[a].frames, clips[b].frames)
+                assert clips[a].identity["face_width"] != clips[b].identity["face_width"]
+
+
+@pytest.mark.parametrize("counts", [(1400, 350, 350), (30, 9, 8)])
+def test_splits_are_class_balanced(counts):
+    config = SynthFaceConfig(num_train=counts[0], num_val=counts[1], num_test=counts[2])
+    for split, count in zip(("train", "val", "test"), counts):
+        labels = split_labels(config, split)
+        assert len(labels) == count
+        per_class = np.bincount(labels, minlength=len(DFER_CLASSES))
+        assert per_class.max() - per_class.min() <= 1
+        assert labels[:14].tolist() != sorted(labels[:14].tolist())  # shuffled, not in class order
+    assert clip_label(config, "val", 5) == split_labels(config, "val")[5]
+
+
+def test_generated_label_matches_plan():
+    config = SynthFaceConfig(**TINY)
+    labels = split_labels(config, "test")
+    assert [generate_clip(config, "test", i).label for i in range(4)] == labels[:4].tolist()
+
+
+# --------------------------------------------------------------------------- classes are learnable
+
+
+def softmax_regression(x: np.ndarray, y: np.ndarray, steps: int = 400, lr: float = 1.0) -> tuple[np.ndarray, ...]:
+    """Plain gradient-descent multinomial logistic regression."""
+    weights, bias = np.zeros((x.shape[1], len(DFER_CLASSES))), np.zeros(len(DFER_CLASSES))
+    for _ in range(steps):
+        logits = x @ weights + bias  # (N, K)
+        prob = np.exp(logits - logits.max(axis=1, keepdims=True))
+        prob /= prob.sum(axis=1, keepdims=True)
+        prob[np.arange(len(y)), y] -= 1.0  # gradient of the cross-entropy w.r.t. logits
+        weights -= lr * x.T @ prob / len(y)
+        bias -= lr * prob.mean(axis=0)
+    return weights, bias
+
+
+def nearest_centroid_accuracy(train_x, train_y, test_x, test_y) -> float:
+    mean, std = train_x.mean(axis=0), train_x.std(axis=0) + 1e-6
+    train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
+    centroids = np.stack([train_x[train_y == c].mean(axis=0) for c in range(len(DFER_CLASSES))])
+    pred = np.argmin(((test_x[:, None] - centroids[None]) ** 2).sum(axis=-1), axis=1)
+    return float((pred == test_y).mean())
+
+
+def test_expression_parameters_separate_the_classes():
+    config = SynthFaceConfig(num_train=700, num_val=0, num_test=350)
+    train_x = np.stack([au_vector(sample_spec(config, "train", i).expression) for i in range(700)])  # (N, A)
+    test_x = np.stack([au_vector(sample_spec(config, "test", i).expression) for i in range(350)])
+    train_y, test_y = split_labels(config, "train"), split_labels(config, "test")
+    assert train_x.shape[1] == len(AU_NAMES)
+    weights, bias = softmax_regression(train_x, train_y)
+    accuracy = float(((test_x @ weights + bias).argmax(axis=1) == test_y).mean())
+    assert accuracy > 0.9
+    # classes overlap a little: jitter and leaks make the per-class spread non-zero
+    assert train_x[train_y == NEUTRAL].max() > 0.0
+    assert train_x[train_y == DFER_CLASSES.index("Happy")].std(axis=0).max() > 0.05
+
+
+def region_features(clip) -> np.ndarray:
+    """Apex-minus-first appearance change inside each expression region (pixels only).
+
+    Per part: change of the share of dark and of bright pixels (relative to the
+    part's first-frame median), of the vertical position of the dark pixels and
+    of their horizontal spread, all measured relative to the part mask so that
+    head motion does not matter.
+    """
+    gray = clip.frames.astype(np.float32).mean(axis=-1)  # (T, H, W)
+    top = apex(clip)
+    features = []
+    for part in PART_IDS.values():
+        first_mask, apex_mask = clip.region_parts[0] == part, clip.region_parts[top] == part  # (H, W)
+        ref = float(np.median(gray[0][first_mask]))
+        features.append(_part_stats(gray[top], apex_mask, ref) - _part_stats(gray[0], first_mask, ref))
+    return np.concatenate(features)
+
+
+def _part_stats(gray: np.ndarray, mask: np.ndarray, ref: float) -> np.ndarray:
+    ys, xs = np.nonzero(mask)
+    values = gray[ys, xs]
+    dark, bright = values < ref - 40, values > ref + 40
+    scale = np.sqrt(mask.sum())
+    dark_v = (ys[dark].mean() - ys.mean()) / scale if dark.any() else 0.0
+    dark_spread = xs[dark].std() / scale if dark.sum() > 1 else 0.0
+    return np.array([dark.mean(), bright.mean(), dark_v, dark_spread])
+
+
+def test_pixels_inside_region_masks_carry_the_class():
+    config = SynthFaceConfig(num_train=140, num_val=0, num_test=70, num_frames=8, size=64)
+    train_x = np.stack([region_features(generate_clip(config, "train", i)) for i in range(140)])
+    test_x = np.stack([region_features(generate_clip(config, "test", i)) for i in range(70)])
+    accuracy = nearest_centroid_accuracy(train_x, split_labels(config, "train"), test_x, split_labels(config, "test"))
+    assert accuracy > 0.35  # chance is 1/7 ~ 0.14; all nuisance factors are on
+
+
+# --------------------------------------------------------------------------- nuisance factors
+
+
+def test_nuisance_factors_vary_across_clips():
+    config = SynthFaceConfig(**{**TINY, "num_train": 28})
+    clips = [generate_clip(config, "train", i) for i in range(28)]
+    for key in ("face_width", "eye_sep", "skin_tone", "mouth_w"):
+        assert np.std([c.identity[key] for c in clips]) > 0
+    occluded = np.array([c.difficulty["occluded"] for c in clips], dtype=bool)
+    assert 0 < occluded.sum() < len(clips)
+    fractions = np.array([c.difficulty["occlusion_fraction"] for c in clips])
+    assert fractions[~occluded].max() == 0.0 and fractions[occluded].max() > 0.05
+    for key in ("motion_amplitude", "rotation_deg", "noise_sigma", "lighting_change", "intensity", "difficulty_score"):
+        assert np.std([c.difficulty[key] for c in clips]) > 0, key
+    assert any(c.difficulty["low_intensity"] for c in clips) and not all(c.difficulty["low_intensity"] for c in clips)
+
+
+def test_knobs_switch_nuisances_off_without_changing_the_person_or_expression():
+    busy, calm = SynthFaceConfig(**TINY), SynthFaceConfig(**TINY, **CALM)
+    for index in range(6):
+        a, b = sample_spec(busy, "train", index), sample_spec(calm, "train", index)
+        assert a.identity == b.identity and a.expression == b.expression
+        clip = generate_clip(calm, "train", index)
+        assert clip.difficulty["motion_amplitude"] == 0.0 and clip.difficulty["rotation_deg"] == 0.0
+        assert clip.difficulty["occlusion_fraction"] == 0.0 and clip.difficulty["noise_sigma"] == 0.0
+        assert not clip.occlusion.any()
+
+
+def test_expression_starts_neutral_and_holds_at_the_apex():
+    config = SynthFaceConfig(num_frames=16)
+    for index in range(10):
+        expr = sample_spec(config, "train", index).expression
+        profile = expression_profile(expr, 16)  # (T,)
+        assert profile[0] == 0.0
+        assert np.all(np.diff(profile) >= 0.0)
+        assert profile[int(expr["apex_frame"])] == pytest.approx(1.0)
+
+
+# --------------------------------------------------------------------------- region masks
+
+
+def test_region_masks_cover_a_minority_of_every_frame():
+    config = SynthFaceConfig(**TINY)
+    for index in range(7):
+        clip = generate_clip(config, "train", index)
+        assert clip.region_masks.dtype == bool and clip.region_masks.shape == (8, 48, 48)
+        share = clip.region_masks.mean(axis=(1, 2))  # (T,)
+        assert share.min() > 0.05 and share.max() < 0.40
+        assert set(np.unique(clip.region_parts)) == {0, *PART_IDS.values()}
+        assert np.array_equal(clip.region_masks, clip.region_parts > 0)
+
+
+def test_expression_change_is_concentrated_inside_the_masks():
+    config = SynthFaceConfig(num_train=21, num_frames=8, size=64, **CALM)
+    inside_share, ratios = [], []
+    for index in range(21):
+        clip = generate_clip(config, "train", index)
+        if clip.label == NEUTRAL:
+            continue
+        change = np.abs(clip.frames[apex(clip)].astype(np.float32) - clip.frames[0]).mean(axis=-1)  # (H, W)
+        mask = clip.region_masks[apex(clip)]
+        inside_share.append(change[mask].sum() / change.sum())
+        ratios.append(change[mask].mean() / (change[~mask].mean() + 1e-3))
+    assert len(ratios) >= 14
+    assert np.median(inside_share) > 0.9 and min(inside_share) > 0.7
+    assert np.median(ratios) > 20.0
+
+
+# --------------------------------------------------------------------------- in-memory dataset
+
+
+def test_in_memory_dataset_items():
+    config = SynthFaceConfig(**TINY)
+    dataset = SynthFaceClips(config, "val")
+    assert len(dataset) == 7
+    item = dataset[2]
+    clip = generate_clip(config, "val", 2)
+    assert item["video"].shape == (3, 8, 48, 48) and item["video"].dtype == torch.float32
+    assert 0.0 <= float(item["video"].min()) and float(item["video"].max()) <= 1.0
+    assert torch.allclose(item["video"][:, 4], torch.from_numpy(clip.frames[4]).permute(2, 0, 1).float() / 255)
+    assert item["label"] == clip.label and item["index"] == 2
+    assert item["region_mask"].dtype == torch.bool
+    assert torch.equal(item["region_mask"], torch.from_numpy(clip.region_masks))
+    batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=4)))
+    assert batch["video"].shape == (4, 3, 8, 48, 48)
+
+
+# --------------------------------------------------------------------------- written dataset
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory) -> tuple[Path, SynthFaceConfig]:
+    root = tmp_path_factory.mktemp("synthface")
+    config = SynthFaceConfig(**TINY)
+    assert write_synthface(root, config, workers=2) == root
+    return root, config
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def decode(path: Path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])  # (T, H, W, 3)
+
+
+def test_written_csv_matches_files_and_labels(written):
+    root, config = written
+    for split in ("train", "val", "test"):
+        with open(root / f"{split}.csv") as f:
+            assert f.readline().strip() == "path,label"
+        rows = read_rows(root / f"{split}.csv")
+        assert len(rows) == config.count(split)
+        assert rows[1]["path"] == f"videos/{split}/000001.mp4"
+        on_disk = {p.relative_to(root).as_posix() for p in (root / "videos" / split).glob("*.mp4")}
+        assert on_disk == {r["path"] for r in rows}
+        assert [DFER_CLASSES.index(r["label"]) for r in rows] == split_labels(config, split).tolist()
+        meta = read_rows(root / "meta" / f"{split}.csv")
+        assert [m["path"] for m in meta] == [r["path"] for r in rows]
+        assert {"au_mouth_open", "onset", "apex_frame", "occlusion_fraction", "noise_sigma"} <= set(meta[0])
+        intensity = generate_clip(config, split, 0).params["intensity"]
+        assert float(meta[0]["intensity"]) == pytest.approx(intensity, abs=1e-5)
+    marker = json.loads((root / "synthface.json").read_text())
+    assert SynthFaceConfig.from_dict(marker["config"]) == config
+    assert not list(root.rglob("*.tmp")) and not list((root / "meta").glob(".rows-*"))
+
+
+def test_written_videos_decode_with_the_right_shape_and_colours(written):
+    root, config = written
+    for split, index in (("train", 0), ("train", 13), ("val", 3), ("test", 6)):
+        frames = decode(root / f"videos/{split}/{index:06d}.mp4")
+        assert frames.shape == (8, 48, 48, 3)
+        original = generate_clip(config, split, index).frames.astype(np.float32)
+        assert np.abs(frames.astype(np.float32) - original).mean() < 12.0
+
+
+def test_written_masks_round_trip(written):
+    root, config = written
+    for split, index in (("train", 5), ("test", 2)):
+        clip = generate_clip(config, split, index)
+        masks = load_region_masks(root, split, index)
+        assert masks.dtype == bool and np.array_equal(masks, clip.region_masks)
+        assert np.array_equal(load_region_parts(root, split, index), clip.region_parts)
+        assert np.array_equal(load_occlusion(root, split, index), clip.occlusion)
+
+
+def mtimes(root: Path) -> dict[str, int]:
+    return {str(p): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+
+
+def test_ensure_is_a_no_op_when_up_to_date_and_regenerates_otherwise(tmp_path):
+    small = dict(num_train=7, num_val=7, num_test=7, num_frames=8, size=48)
+    root = ensure_synthface(tmp_path / "sf", workers=1, **small)
+    before = mtimes(root)
+    assert len([p for p in before if p.endswith(".mp4")]) == 21
+    assert ensure_synthface(root, workers=1, **small) == root
+    assert mtimes(root) == before
+
+    stale = root / "videos" / "train" / "stale.mp4"
+    stale.write_bytes(b"")
+    ensure_synthface(root, workers=1, **{**small, "num_train": 14, "seed": 3})
+    assert not stale.exists()
+    assert len(list((root / "videos" / "train").glob("*.mp4"))) == 14
+    assert json.loads((root / "synthface.json").read_text())["config"]["seed"] == 3
+
+    (root / "synthface.json").unlink()  # a half-written dataset has no marker
+    kept = root / "videos" / "val" / "000000.mp4"
+    kept.write_bytes(b"broken")
+    ensure_synthface(root, workers=1, **{**small, "num_train": 14, "seed": 3})
+    assert (root / "synthface.json").exists()
+    assert decode(kept).shape == (8, 48, 48, 3)
+
+
+def test_write_refuses_a_foreign_non_empty_folder(tmp_path):
+    (tmp_path / "precious.txt").write_text("keep me")
+    with pytest.raises(FileExistsError):
+        write_synthface(tmp_path, SynthFaceConfig(**TINY), workers=1)
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
