@@ -241,8 +241,8 @@ def test_synthetic_calls_ensure_synthface_then_reads_the_csv(tmp_path, monkeypat
     module = types.ModuleType("hi2m.data.synthface")
     module.ensure_synthface = fake_ensure
     monkeypatch.setitem(sys.modules, "hi2m.data.synthface", module)
-    ds = build_dataset("synthetic", tmp_path / "sf", split="train", synthface={"num_clips": 2}, num_frames=4, stride=2)
-    assert calls == [{"num_clips": 2}]
+    ds = build_dataset("synthetic", tmp_path / "sf", split="train", synthface={"num_train": 2}, num_frames=4, stride=2)
+    assert calls == [{"num_train": 2}]
     assert ds.labels == [0, 6] and ds.train
     assert ds[1]["video"].shape == (3, 4, SIZE, SIZE)
     with pytest.raises(LayoutError, match="test.csv"):

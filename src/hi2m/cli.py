@@ -14,6 +14,9 @@ import sys
 # name -> (module, help). Each module defines add_arguments(parser) and run(args) -> int,
 # and keeps heavy imports inside run().
 COMMANDS: dict[str, tuple[str, str]] = {
+    "pretrain": ("hi2m.commands.pretrain", "pretrain HI2M on unlabelled face videos"),
+    "finetune": ("hi2m.commands.finetune", "fine-tune or linear-probe on labelled expression clips"),
+    "evaluate": ("hi2m.commands.evaluate", "evaluate an exported classifier (UAR, WAR, confusion matrix)"),
     "info": ("hi2m.commands.info", "show model sizes, parameter counts and FLOPs"),
     "data": ("hi2m.data.check", "inspect a dataset before a long run (hi2m data check ...)"),
 }

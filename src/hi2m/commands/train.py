@@ -1,0 +1,73 @@
+"""``hi2m pretrain``, ``hi2m finetune`` and ``hi2m evaluate``: YAML config + key=value overrides."""
+
+from __future__ import annotations
+
+import argparse
+
+EPILOG = """overrides: any config key as section.key=value (YAML values), e.g.
+  optim.base_lr=1.5e-4 trainer.devices=2 trainer.precision=bf16-mixed model.hsm=false
+  model.mask_type=tube model.hrd_lambda=1e-3 data.root=/data/DFEW data.options.fold=2
+See configs/ for the paper's recipes and docs/training.md for every key."""
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EPILOG
+    parser.add_argument("--config", "-c", help="YAML config (configs/...); defaults fill the rest")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+
+
+def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
+    _common(parser)
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+
+
+add_finetune_arguments = add_pretrain_arguments
+
+
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    _common(parser)
+    parser.add_argument("--model", required=True, metavar="DIR", help="an exported classifier (run dir/model)")
+
+
+def _load(args: argparse.Namespace) -> dict:
+    from pathlib import Path
+
+    from hi2m.train.config import load_config
+
+    path = args.config
+    if getattr(args, "resume", None) and not path:
+        path = str(Path(args.resume) / "config.yaml")
+    return load_config(path, args.overrides)
+
+
+def _setup_logging() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+
+def run_pretrain(args: argparse.Namespace) -> int:
+    _setup_logging()
+    from hi2m.train.runner import pretrain
+
+    out = pretrain(_load(args), resume=args.resume)
+    print(f"run directory: {out['run_dir']}\nexported model: {out['model_dir']}")
+    return 0
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    _setup_logging()
+    from hi2m.train.runner import finetune
+
+    out = finetune(_load(args), resume=args.resume)
+    print(f"run directory: {out['run_dir']}")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    _setup_logging()
+    from hi2m.train.runner import evaluate
+
+    evaluate(_load(args), args.model)
+    return 0

@@ -1,0 +1,121 @@
+"""Datasets and loaders for the training commands, built from a run config."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+
+class SpatialViews:
+    """Evaluation views in space: resize the shorter side to ``size``, then ``views`` crops spread evenly
+    along the longer side (VideoMAE's multi-crop test). On square frames the crops coincide.
+
+    uint8 (T, H, W, 3) -> float (M, C, T, size, size), normalised; M = 1 gives (C, T, size, size).
+    """
+
+    def __init__(self, size: int, views: int, mean, std):
+        from hi2m.data.transforms import Normalize, ToClipTensor, ToFloat
+
+        self.size, self.views = size, views
+        self.pre = [ToClipTensor(), ToFloat()]
+        self.norm = Normalize(mean, std)
+
+    def __call__(self, clip, generator=None) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        x = clip
+        for step in self.pre:
+            x = step(x, generator)  # (C, T, H, W) float
+        C, T, H, W = x.shape
+        scale = self.size / min(H, W)
+        h, w = max(self.size, round(H * scale)), max(self.size, round(W * scale))
+        x = F.interpolate(x.transpose(0, 1), size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+        x = x.transpose(0, 1)  # (C, T, h, w)
+        crops = []
+        for i in range(self.views):
+            frac = 0.5 if self.views == 1 else i / (self.views - 1)
+            top, left = round((h - self.size) * frac), round((w - self.size) * frac)
+            crops.append(self.norm(x[:, :, top:top + self.size, left:left + self.size]))
+        return crops[0] if self.views == 1 else torch.stack(crops)  # (M, C, T, S, S)
+
+
+def _dataset(cfg: dict[str, Any], split: str, train: bool, transform, **extra: Any):
+    from hi2m.data.adapters import build_dataset
+
+    d = cfg["data"]
+    options = dict(d["options"] or {})
+    options.update(extra)
+    return build_dataset(
+        d["dataset"], d["root"], split=split, num_frames=d["num_frames"], stride=d["stride"],
+        transform=transform, train=train, **options,
+    )
+
+
+def pretrain_dataset(cfg: dict[str, Any], model_cfg) -> Dataset:
+    from hi2m.data.transforms import pretrain_transform
+
+    d = cfg["data"]
+    transform = pretrain_transform(d["image_size"], crop_box=d["crop_box"], mean=model_cfg.pixel_mean,
+                                   std=model_cfg.pixel_std)
+    return _dataset(cfg, d["train_split"], True, transform, repeats=d["repeats"], seed=cfg["seed"])
+
+
+def finetune_datasets(cfg: dict[str, Any], model_cfg) -> tuple[Dataset, Dataset | None, str]:
+    """(train, validation or None, how the validation set was made)."""
+    from hi2m.data.transforms import finetune_transform
+
+    d, f = cfg["data"], cfg["finetune"]
+    ra = tuple(f["rand_augment"]) if f["rand_augment"] else None
+    train_tf = finetune_transform(d["image_size"], train=True, rand_augment=ra, erase_p=f["erase_p"],
+                                  mean=model_cfg.pixel_mean, std=model_cfg.pixel_std)
+    train = _dataset(cfg, d["train_split"], True, train_tf, seed=cfg["seed"])
+    if d["val_split"]:
+        return train, eval_dataset(cfg, model_cfg, d["val_split"]), f"split '{d['val_split']}'"
+    if d["val_fraction"] and d["val_fraction"] > 0:
+        full_eval = eval_dataset(cfg, model_cfg, d["train_split"])
+        train_idx, val_idx = stratified_split(train.labels, d["val_fraction"], cfg["seed"])
+        how = f"{len(val_idx)} clips carved from '{d['train_split']}' (stratified, seed {cfg['seed']})"
+        return Subset(train, train_idx), Subset(full_eval, val_idx), how
+    return train, None, "none"
+
+
+def eval_dataset(cfg: dict[str, Any], model_cfg, split: str) -> Dataset:
+    d = cfg["data"]
+    views = SpatialViews(d["image_size"], d["spatial_views"], model_cfg.pixel_mean, model_cfg.pixel_std)
+    return _dataset(cfg, split, False, views, num_windows=d["temporal_views"])
+
+
+def stratified_split(labels: list[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Hold out ``fraction`` of each class (at least one clip of every class with two or more),
+    reproducibly from ``seed``. Returns (train indices, validation indices), each ascending."""
+    g = torch.Generator().manual_seed(seed)
+    by_class: dict[int, list[int]] = {}
+    for i, y in enumerate(labels):
+        by_class.setdefault(int(y), []).append(i)
+    val: list[int] = []
+    for y in sorted(by_class):
+        members = by_class[y]
+        order = torch.randperm(len(members), generator=g).tolist()
+        k = 0 if len(members) < 2 else max(1, round(fraction * len(members)))
+        val += [members[j] for j in order[:k]]
+    held = set(val)
+    return [i for i in range(len(labels)) if i not in held], sorted(val)
+
+
+def loader(dataset: Dataset, cfg: dict[str, Any], train: bool, batch_size: int | None = None) -> DataLoader:
+    from hi2m.data.skipping import collate_skip_bad
+
+    d = cfg["data"]
+    workers = int(d["num_workers"])
+    return DataLoader(
+        dataset,
+        batch_size=batch_size or d["batch_size"],
+        shuffle=train,
+        drop_last=train,
+        num_workers=workers,
+        collate_fn=collate_skip_bad,
+        persistent_workers=workers > 0,
+        pin_memory=torch.cuda.is_available(),
+    )

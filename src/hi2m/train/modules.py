@@ -1,0 +1,298 @@
+"""Lightning modules for pretraining and fine-tuning. The models themselves stay pure PyTorch
+(``hi2m.model``); this file only wires them to Lightning's loop, logging and checkpoints."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.distributed as dist
+
+from hi2m.data.skipping import SkipTracker
+from hi2m.model import HI2M
+from hi2m.model.classifier import VideoClassifier
+from hi2m.train.metrics import ConfusionMatrix
+from hi2m.train.mixup import Mixup, label_smoothing_cross_entropy, soft_target_cross_entropy
+from hi2m.train.optim import WarmupCosine, build_adamw, clip_grad_norm_and_check
+
+log = logging.getLogger("hi2m")
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    """A per-step, per-rank seed: masks and mixup depend only on (seed, step, rank), so a resumed run
+    draws exactly what the uninterrupted run drew."""
+    return (seed * 1_000_003 + step * 7_919 + rank * 104_729 + 17) % (2**62)
+
+
+class _Base(pl.LightningModule):
+    """Schedule, optimiser, NaN/Inf guard, skipped-clip tracking shared by both tasks."""
+
+    def __init__(self, run_cfg: dict[str, Any], total_steps: int, lr: float):
+        super().__init__()
+        self.run_cfg = run_cfg
+        o = run_cfg["optim"]
+        self.lr = lr
+        self.schedule = WarmupCosine(
+            total_steps=max(total_steps, 1),
+            warmup_steps=min(o["_warmup_steps"], max(total_steps - 1, 0)),
+            base_lr=lr,
+            min_lr=min(o["min_lr"], lr),
+        )
+        self.max_bad_steps = int(run_cfg["trainer"]["max_bad_steps"])
+        self.bad_in_a_row = 0
+        self.bad_steps_total = 0
+        self.overflow_steps = 0
+        self.skips = SkipTracker(max_share=run_cfg["data"]["max_bad_share"])
+
+    # ---- optimiser and schedule ------------------------------------------------------------
+    def _optimizer(self, model: torch.nn.Module, layer_decay: float | None = None):
+        o = self.run_cfg["optim"]
+        return build_adamw(model, lr=self.lr, weight_decay=o["weight_decay"], betas=tuple(o["betas"]),
+                           layer_decay=layer_decay)
+
+    def _raw_optimizer(self) -> torch.optim.Optimizer:
+        opt = self.optimizers()
+        return getattr(opt, "optimizer", opt)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self.schedule.apply(self._raw_optimizer(), self.global_step)
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        max_norm = self.run_cfg["optim"]["clip_grad"]
+        norm, finite = clip_grad_norm_and_check(self.parameters(), max_norm)
+        if not finite:  # fp16 overflow (the grad scaler skips the step) or a bad batch: count it, change nothing
+            self.overflow_steps += 1
+            log.warning("step %d: non-finite gradient norm; the optimiser step is skipped", self.global_step)
+            for p in self.parameters():
+                p.grad = None  # AdamW leaves parameters without a gradient untouched
+        self.log("train/grad_norm", norm if finite else float("nan"), on_step=True, on_epoch=False)
+        self.log("train/overflow_steps", float(self.overflow_steps), on_step=True, on_epoch=False)
+
+    # ---- bad steps ---------------------------------------------------------------------------
+    def _all_ok(self, ok: bool) -> bool:
+        """True only when every rank's batch is usable (ranks must skip together under DDP)."""
+        flag = torch.tensor([1.0 if ok else 0.0], device=self.device)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        return bool(flag.item() > 0)
+
+    def _guard(self, loss: torch.Tensor | None, batch_size: int) -> bool:
+        ok = self._all_ok(batch_size > 0 and loss is not None and bool(torch.isfinite(loss).item()))
+        if ok:
+            self.bad_in_a_row = 0
+            return True
+        self.bad_in_a_row += 1
+        self.bad_steps_total += 1
+        what = "an empty batch (every clip failed to decode)" if batch_size == 0 else f"a non-finite loss ({loss})"
+        log.warning("step %d: skipping %s [%d in a row]", self.global_step, what, self.bad_in_a_row)
+        if self.bad_in_a_row >= self.max_bad_steps:
+            raise RuntimeError(
+                f"{self.bad_in_a_row} training steps in a row had a NaN/Inf loss or no data (last at step "
+                f"{self.global_step}); stopping. The last good checkpoint is intact in the run directory. "
+                "Lower the learning rate, enable gradient clipping (optim.clip_grad) or use bf16 instead of fp16."
+            )
+        return False
+
+    def _track_skips(self, batch: dict[str, Any]) -> int:
+        self.skips.update(batch)
+        return int(batch.get("size", 0))
+
+    def on_train_epoch_end(self) -> None:
+        summary = self.skips.end_epoch()
+        if self.skips.history and self.skips.history[-1]:
+            log.warning(summary)
+        self.log("train/skipped_clips", float(len(self.skips.history[-1]) if self.skips.history else 0),
+                 sync_dist=True, reduce_fx="sum")
+        self.log("train/bad_steps", float(self.bad_steps_total))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["hi2m_counters"] = {
+            "bad_steps_total": self.bad_steps_total,
+            "overflow_steps": self.overflow_steps,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        counters = checkpoint.get("hi2m_counters", {})
+        self.bad_steps_total = int(counters.get("bad_steps_total", 0))
+        self.overflow_steps = int(counters.get("overflow_steps", 0))
+
+    def _generator(self) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(
+            step_seed(self.run_cfg["seed"], self.global_step, self.global_rank)
+        )
+
+
+class PretrainModule(_Base):
+    """HI2M pretraining (Eq. 8) with per-step and per-epoch statistics (Table 10)."""
+
+    def __init__(self, run_cfg: dict[str, Any], model_cfg, total_steps: int, lr: float):
+        super().__init__(run_cfg, total_steps, lr)
+        self.model = HI2M(model_cfg)
+        self._epoch_rows: list[torch.Tensor] = []
+        self.epoch_stats: list[dict[str, float]] = []
+
+    def configure_optimizers(self):
+        return self._optimizer(self.model)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int):
+        size = self._track_skips(batch)
+        out = None
+        if size > 0:
+            video = batch["video"]
+            if video.ndim == 6:  # repeated sampling: (B, R, C, T, H, W) -> (B*R, C, T, H, W)
+                video = video.flatten(0, 1)
+            out = self.model(video, generator=self._generator())
+        if not self._guard(None if out is None else out.loss, size):
+            return None
+        self._log_step(out, video.shape[0])
+        parts = [out.sample_loss]
+        if out.sample_loss_appearance is not None:
+            parts += [out.sample_loss_appearance, out.sample_loss_motion]
+        self._epoch_rows.append(torch.stack(parts, 1).float().cpu())  # (B, 1 or 3)
+        return out.loss
+
+    def _log_step(self, out, batch_size: int) -> None:
+        logs = {
+            "train/loss": out.loss.detach(),
+            "train/loss_hsm": out.loss_hsm.detach(),
+            "train/L_R": out.sample_loss.mean(),
+            "train/hsm_w_mean": out.weights.mean(),
+            "train/hsm_w_max": out.weights.max(),
+            "train/hsm_w_std": out.weights.std(unbiased=False),
+            "train/lr": torch.tensor(self._raw_optimizer().param_groups[0]["lr"]),
+        }
+        if out.sample_loss_appearance is not None:
+            logs["train/L_R_appearance"] = out.sample_loss_appearance.mean()
+            logs["train/L_R_motion"] = out.sample_loss_motion.mean()
+        if out.loss_hrd is not None:
+            logs["train/loss_hrd"] = out.loss_hrd.detach()
+            p = out.mask.log_probs.detach()
+            logs["train/hrd_entropy"] = -(p.exp() * p).sum(-1).mean()  # nats; log N for a uniform policy
+        self.log_dict(logs, on_step=True, on_epoch=False, batch_size=batch_size)
+        self.log("loss", out.loss.detach(), prog_bar=True, on_step=True, on_epoch=False, batch_size=batch_size)
+
+    def on_train_epoch_end(self) -> None:
+        super().on_train_epoch_end()
+        rows = torch.cat(self._epoch_rows) if self._epoch_rows else torch.zeros(0, 3)
+        self._epoch_rows = []
+        rows = self._gather_rows(rows)
+        if rows.numel() == 0:
+            return
+        names = ["L_R", "L_appearance", "L_motion"][: rows.shape[1]]
+        stats = {"epoch": float(self.current_epoch)}
+        for j, name in enumerate(names):
+            col = rows[:, j]
+            stats.update({f"{name}_mean": float(col.mean()), f"{name}_max": float(col.max()), f"{name}_min": float(col.min())})
+        self.epoch_stats.append(stats)
+        self.log_dict({f"epoch/{k}": v for k, v in stats.items() if k != "epoch"}, rank_zero_only=True)
+
+    def _gather_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """Per-clip losses of every rank (ranks can hold different counts)."""
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return rows
+        n = torch.tensor([rows.shape[0]], device=self.device)
+        counts = self.all_gather(n).flatten().tolist()
+        width = rows.shape[1] if rows.numel() else 3
+        padded = torch.zeros(int(max(counts)), width, device=self.device)
+        padded[: rows.shape[0]] = rows.to(self.device)
+        gathered = self.all_gather(padded)  # (world, max, width)
+        return torch.cat([gathered[r, : int(c)] for r, c in enumerate(counts)]).cpu()
+
+
+class FinetuneModule(_Base):
+    """Expression classification: full fine-tuning (layer decay, drop path, mixup, label smoothing) or
+    linear probing; validation/test with multi-view softmax averaging and UAR/WAR."""
+
+    def __init__(self, run_cfg: dict[str, Any], model_cfg, total_steps: int, lr: float,
+                 num_classes: int, class_names: tuple[str, ...]):
+        super().__init__(run_cfg, total_steps, lr)
+        f = run_cfg["finetune"]
+        self.model = VideoClassifier(model_cfg, num_classes, class_names, linear_probe=f["linear_probe"],
+                                     head_dropout=f["head_dropout"])
+        mixing = not f["linear_probe"] and (f["mixup"] > 0 or f["cutmix"] > 0) and f["mixup_prob"] > 0
+        self.mixup = Mixup(f["mixup"], f["cutmix"], prob=f["mixup_prob"], label_smoothing=f["label_smoothing"],
+                           num_classes=num_classes) if mixing else None
+        self.label_smoothing = f["label_smoothing"]
+        self.confusion = ConfusionMatrix(num_classes)
+        self.eval_skips = SkipTracker(max_share=1.0)
+        self.predictions: list[tuple[str, int, list[float]]] = []
+        self.last_result = None
+
+    def configure_optimizers(self):
+        f, o = self.run_cfg["finetune"], self.run_cfg["optim"]
+        return self._optimizer(self.model, layer_decay=None if f["linear_probe"] else o["layer_decay"])
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int):
+        size = self._track_skips(batch)
+        loss = None
+        if size > 0:
+            video, labels = batch["video"], batch["label"]
+            if self.mixup is not None:
+                video, soft = self.mixup(video, labels, generator=torch.Generator().manual_seed(
+                    step_seed(self.run_cfg["seed"], self.global_step, self.global_rank)))
+                loss = soft_target_cross_entropy(self.model(video), soft)
+            else:
+                loss = label_smoothing_cross_entropy(self.model(video), labels, self.label_smoothing)
+        if not self._guard(loss, size):
+            return None
+        self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False, batch_size=size)
+        self.log("train/lr", self._raw_optimizer().param_groups[-1]["lr"], on_step=True, on_epoch=False)
+        return loss
+
+    # ---- evaluation ------------------------------------------------------------------------
+    def clip_probs(self, video: torch.Tensor) -> torch.Tensor:
+        """(B, [K, [M,]] C, T, H, W) -> softmax averaged over the K x M views (B, num_classes)."""
+        B = video.shape[0]
+        views = video.reshape(-1, *video.shape[-4:])  # (B*V, C, T, H, W)
+        probs = torch.softmax(self.model(views).float(), dim=-1)  # (B*V, K)
+        return probs.view(B, -1, probs.shape[-1]).mean(1)
+
+    def _eval_step(self, batch: dict[str, Any]) -> None:
+        self.eval_skips.update(batch)
+        if batch.get("size", 0) == 0:
+            return
+        probs = self.clip_probs(batch["video"])
+        self.confusion.update(probs, batch["label"])
+        for path, y, p in zip(batch["path"], batch["label"].tolist(), probs.cpu().tolist()):
+            self.predictions.append((path, int(y), p))
+
+    def _start_eval(self) -> None:
+        self.confusion.reset()
+        self.predictions = []
+
+    def _end_eval(self, stage: str):
+        """Sum the confusion counts over ranks, collect every rank's predictions, name skipped clips."""
+        result = self.confusion.all_reduce().compute()
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            everyone: list[Any] = [None] * dist.get_world_size()
+            dist.all_gather_object(everyone, self.predictions)
+            self.predictions = [p for part in everyone for p in part]
+        summary = self.eval_skips.end_epoch()
+        if self.eval_skips.history[-1]:
+            log.warning("%s: %s", stage, summary)
+        self.last_result = result
+        return result
+
+    def on_validation_epoch_start(self) -> None:
+        self._start_eval()
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        result = self._end_eval("validation")
+        if not math.isnan(result.uar):
+            # identical on every rank after the all-reduce, so no further sync is needed
+            self.log_dict({"val/uar": result.uar, "val/war": result.war}, prog_bar=True)
+
+    def on_test_epoch_start(self) -> None:
+        self._start_eval()
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._end_eval("test")

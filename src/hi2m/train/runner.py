@@ -1,0 +1,350 @@
+"""What ``hi2m pretrain / finetune / evaluate`` do: run directories, the Trainer, export and reports.
+
+A run directory holds::
+
+    config.yaml          the resolved configuration (repeat the run with --config)
+    checkpoints/         Lightning checkpoints (last.ckpt for --resume), written atomically
+    logs/metrics.csv     CSV log; tb/ TensorBoard events (when tensorboard is installed)
+    model/               the exported model: config.json + model.safetensors
+    loss_stats.csv       pretraining: L_R / appearance / motion mean, max, min per epoch (Table 10)
+    report.txt, metrics.json, predictions.csv   fine-tuning / evaluation results
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader
+
+from hi2m.train import data as tdata
+from hi2m.train.callbacks import AtomicCheckpointIO, EpochAwareDataset, EpochSampler, Throughput
+from hi2m.train.config import deep_merge, dump_yaml, model_config
+from hi2m.train.metrics import DistributedEvalSampler, format_report, write_predictions_csv
+from hi2m.train.optim import scaled_lr
+
+log = logging.getLogger("hi2m")
+
+
+# ---- run directory ---------------------------------------------------------------------
+
+def run_dir_for(cfg: dict[str, Any], command: str) -> Path:
+    name = cfg["run"]["name"] or f"{command}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return Path(cfg["run"]["dir"]) / name
+
+
+def write_run_config(run_dir: Path, cfg: dict[str, Any]) -> None:
+    from hi2m.model.io import atomic_write
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(run_dir / "config.yaml", lambda tmp: Path(tmp).write_text(dump_yaml(cfg)))
+
+
+def resume_point(run_dir: Path) -> Path:
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"cannot resume: {ckpt} not found (a run writes it at the end of each epoch)")
+    return ckpt
+
+
+# ---- loaders -------------------------------------------------------------------------------
+
+class Loaders(pl.LightningDataModule):
+    """Loaders built once the Trainer knows the world size and rank (our own samplers: training
+    order seeded per epoch, evaluation sharded without padding so every clip counts once)."""
+
+    def __init__(self, cfg: dict[str, Any], train, val=None, test=None):
+        super().__init__()
+        self.cfg, self.train_set, self.val_set, self.test_set = cfg, train, val, test
+
+    def _loader(self, dataset, train: bool) -> DataLoader:
+        from hi2m.data.skipping import collate_skip_bad
+
+        t, d = self.trainer, self.cfg["data"]
+        world, rank = (t.world_size, t.global_rank) if t is not None else (1, 0)
+        if train:
+            sampler = EpochSampler(len(dataset), world, rank, seed=self.cfg["seed"], shuffle=True, drop_last=True)
+        else:
+            sampler = DistributedEvalSampler(len(dataset), num_replicas=world, rank=rank)
+        workers = int(d["num_workers"])
+        return DataLoader(
+            EpochAwareDataset(dataset), batch_size=d["batch_size"], sampler=sampler, drop_last=train,
+            num_workers=workers, collate_fn=collate_skip_bad, persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self):
+        return self._loader(self.train_set, True)
+
+
+class LoadersWithVal(Loaders):
+    def val_dataloader(self):
+        return self._loader(self.val_set, False)
+
+
+class TestLoaders(Loaders):
+    def test_dataloader(self):
+        return self._loader(self.test_set, False)
+
+
+def loaders(cfg: dict[str, Any], train=None, val=None, test=None) -> Loaders:
+    if test is not None:
+        return TestLoaders(cfg, None, None, test)
+    return (LoadersWithVal if val is not None else Loaders)(cfg, train, val)
+
+
+def steps_per_epoch(n_train: int, cfg: dict[str, Any], world: int) -> int:
+    t = cfg["trainer"]
+    batches = n_train // (cfg["data"]["batch_size"] * world)
+    if t["limit_train_batches"]:
+        lim = t["limit_train_batches"]
+        batches = min(batches, int(lim)) if lim >= 1 else int(batches * lim)
+    return max(batches // int(t["accumulate_grad_batches"]), 1)
+
+
+def resolve_lr(cfg: dict[str, Any], world: int) -> float:
+    """The actual peak lr: base_lr, scaled by total_batch / 256 under ``lr_scaling: linear`` (VideoMAE)."""
+    o, t = cfg["optim"], cfg["trainer"]
+    total_batch = cfg["data"]["batch_size"] * world * int(t["accumulate_grad_batches"]) * cfg["data"].get("repeats", 1)
+    return scaled_lr(o["base_lr"], total_batch) if o["lr_scaling"] == "linear" else float(o["base_lr"])
+
+
+# ---- trainer ---------------------------------------------------------------------------------
+
+def build_trainer(cfg: dict[str, Any], run_dir: Path, monitor: str | None, extra_callbacks=()) -> tuple[pl.Trainer, Any]:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    t = cfg["trainer"]
+    ckpt = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="best-epoch{epoch}" if monitor else "epoch{epoch}",
+        auto_insert_metric_name=False,
+        monitor=monitor,
+        mode="max",
+        save_top_k=1,
+        save_last=True,
+        every_n_epochs=1,
+    )
+    loggers = [CSVLogger(run_dir, name="logs", version="")]
+    try:
+        import tensorboard  # noqa: F401
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(run_dir, name="tb", version="", default_hp_metric=False))
+    except ImportError:
+        log.info("tensorboard is not installed: CSV logs only")
+    trainer = pl.Trainer(
+        default_root_dir=run_dir,
+        accelerator=t["accelerator"],
+        devices=t["devices"],
+        num_nodes=t["num_nodes"],
+        strategy=t["strategy"],
+        precision=t["precision"],
+        accumulate_grad_batches=t["accumulate_grad_batches"],
+        max_epochs=cfg["optim"]["epochs"],
+        max_steps=t["max_steps"],
+        limit_train_batches=t["limit_train_batches"],
+        limit_val_batches=t["limit_val_batches"],
+        log_every_n_steps=t["log_every_n_steps"],
+        enable_progress_bar=t["enable_progress_bar"],
+        deterministic=t["deterministic"],
+        use_distributed_sampler=False,
+        num_sanity_val_steps=0,
+        callbacks=[ckpt, Throughput(), *extra_callbacks],
+        logger=loggers,
+        plugins=[AtomicCheckpointIO()],
+    )
+    return trainer, ckpt
+
+
+def _prepare(cfg: dict[str, Any], command: str, resume: str | Path | None) -> tuple[Path, Path | None]:
+    pl.seed_everything(cfg["seed"], workers=True, verbose=False)
+    if resume is not None:
+        run_dir = Path(resume)
+        return run_dir, resume_point(run_dir)
+    run_dir = run_dir_for(cfg, command)
+    if (run_dir / "checkpoints" / "last.ckpt").exists():
+        raise FileExistsError(f"{run_dir} already holds a run; pass --resume {run_dir} to continue it, "
+                              "or choose another run.name")
+    write_run_config(run_dir, cfg)
+    return run_dir, None
+
+
+# ---- pretraining -----------------------------------------------------------------------
+
+def pretrain(cfg: dict[str, Any], resume: str | Path | None = None) -> dict[str, Any]:
+    """Pretrain HI2M; returns {run_dir, model_dir, epoch_stats}."""
+    from hi2m.model.io import save_pretrained
+    from hi2m.train.modules import PretrainModule
+
+    run_dir, ckpt_path = _prepare(cfg, "pretrain", resume)
+    mcfg = model_config(cfg)
+    train_set = tdata.pretrain_dataset(cfg, mcfg)
+    trainer, _ = build_trainer(cfg, run_dir, monitor=None)
+    module = _module(PretrainModule, cfg, mcfg, len(train_set), trainer)
+    trainer.fit(module, datamodule=loaders(cfg, train_set), ckpt_path=ckpt_path)
+    out = {"run_dir": run_dir, "model_dir": run_dir / "model", "epoch_stats": module.epoch_stats}
+    if trainer.is_global_zero:
+        save_pretrained(module.model, run_dir / "model", metadata={"epochs": trainer.current_epoch,
+                                                                   "steps": trainer.global_step})
+        _append_loss_stats(run_dir / "loss_stats.csv", module.epoch_stats)
+    return out
+
+
+def _module(cls, cfg, mcfg, n_train: int, trainer: pl.Trainer, **kw):
+    o = cfg["optim"]
+    spe = steps_per_epoch(n_train, cfg, trainer.world_size)
+    total = int(cfg["trainer"]["max_steps"]) if int(cfg["trainer"]["max_steps"]) > 0 else spe * int(o["epochs"])
+    run_cfg = deep_merge(cfg, {"optim": {"_warmup_steps": int(round(o["warmup_epochs"] * spe))}})
+    return cls(run_cfg, mcfg, total_steps=total, lr=resolve_lr(cfg, trainer.world_size), **kw)
+
+
+def _append_loss_stats(path: Path, stats: list[dict[str, float]]) -> None:
+    if not stats:
+        return
+    rows = []
+    if path.exists():
+        with open(path, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if float(r["epoch"]) < stats[0]["epoch"]]
+    fields = list(stats[0].keys())
+    from hi2m.model.io import atomic_write
+
+    def write(tmp):
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            for r in rows + stats:
+                w.writerow({k: r.get(k) for k in fields})
+
+    atomic_write(path, write)
+
+
+# ---- fine-tuning and evaluation ----------------------------------------------------------
+
+def load_pretrained_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """Encoder weights from an hi2m model directory or an original VideoMAE-style .pth."""
+    from hi2m.interop import read_torch_checkpoint, videomae_to_hi2m_state_dict
+
+    path = Path(path)
+    if path.is_dir():
+        from safetensors.torch import load_file
+
+        weights = path / "model.safetensors"
+        if not weights.is_file():
+            raise FileNotFoundError(f"{weights} not found: pass an hi2m model directory or a .pth file")
+        return load_file(str(weights))
+    return videomae_to_hi2m_state_dict(read_torch_checkpoint(path))
+
+
+def _class_names(dataset) -> tuple[str, ...]:
+    base = dataset
+    while hasattr(base, "dataset"):
+        base = base.dataset
+    return tuple(getattr(base, "classes"))
+
+
+def finetune(cfg: dict[str, Any], resume: str | Path | None = None) -> dict[str, Any]:
+    """Fine-tune (or linear-probe) on one split; with ``finetune.folds``, one run per fold and a summary."""
+    folds = cfg["finetune"]["folds"]
+    if folds:
+        return _finetune_folds(cfg, folds)
+    from hi2m.model.io import save_pretrained
+    from hi2m.train.modules import FinetuneModule
+
+    run_dir, ckpt_path = _prepare(cfg, "finetune", resume)
+    f = cfg["finetune"]
+    mcfg = model_config(cfg, drop_path=0.0 if f["linear_probe"] else f["drop_path"])
+    train_set, val_set, val_how = tdata.finetune_datasets(cfg, mcfg)
+    if f["select"] == "val" and val_set is None:
+        raise ValueError("finetune.select is 'val' but there is no validation set: set data.val_fraction "
+                         "(carved from train) or data.val_split, or use finetune.select=last")
+    names = _class_names(train_set)
+    trainer, ckpt_cb = build_trainer(cfg, run_dir, monitor="val/uar" if f["select"] == "val" else None)
+    module = _module(FinetuneModule, cfg, mcfg, len(train_set), trainer, num_classes=len(names), class_names=names)
+    notes = []
+    if f["pretrained"] and ckpt_path is None:
+        ignored = module.model.load_encoder(load_pretrained_weights(f["pretrained"]))
+        notes.append(f"encoder initialised from {f['pretrained']} ({len(ignored)} non-encoder keys not used)")
+    else:
+        notes.append("encoder from random initialisation" if not f["pretrained"] else "resumed")
+    trainer.fit(module, datamodule=loaders(cfg, train_set, val_set), ckpt_path=ckpt_path)
+
+    if f["select"] == "val" and ckpt_cb.best_model_path:
+        state = AtomicCheckpointIO().load_checkpoint(ckpt_cb.best_model_path)
+        module.load_state_dict(state["state_dict"])
+        selected = f"best validation UAR ({float(ckpt_cb.best_model_score):.4f}, {Path(ckpt_cb.best_model_path).name}); validation: {val_how}"
+    else:
+        selected = f"last epoch ({trainer.current_epoch}); the test split was not used for selection"
+    if trainer.is_global_zero:
+        save_pretrained(module.model, run_dir / "model", metadata={"selected": selected})
+    test_set = tdata.eval_dataset(cfg, mcfg, cfg["data"]["test_split"])
+    result = _test(trainer, module, cfg, test_set, run_dir, header=notes + [f"model selection: {selected}"])
+    return {"run_dir": run_dir, "model_dir": run_dir / "model", "result": result, "selected": selected}
+
+
+def _test(trainer: pl.Trainer, module, cfg, test_set, run_dir: Path, header: list[str]):
+    trainer.test(module, datamodule=loaders(cfg, test=test_set), verbose=False)
+    result = module.last_result
+    if trainer.is_global_zero:
+        names = module.model.class_names
+        report = "\n".join(header + [f"test split: {cfg['data']['test_split']} ({result.total} clips, "
+                                     f"{cfg['data']['temporal_views']}x{cfg['data']['spatial_views']} views)",
+                                     format_report(result, names)])
+        (run_dir / "report.txt").write_text(report + "\n")
+        (run_dir / "metrics.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        preds = sorted(module.predictions)
+        write_predictions_csv(run_dir / "predictions.csv", [p[0] for p in preds], [p[1] for p in preds],
+                              torch.tensor([p[2] for p in preds]), names)
+        print(report)
+    return result
+
+
+def _finetune_folds(cfg: dict[str, Any], folds: list[int]) -> dict[str, Any]:
+    base_name = cfg["run"]["name"] or f"finetune-{time.strftime('%Y%m%d-%H%M%S')}"
+    results = {}
+    for k in folds:
+        fold_cfg = deep_merge(cfg, {"finetune": {"folds": None}, "run": {"name": f"{base_name}/fold{k}"},
+                                    "data": {"options": {"fold": int(k)}}})
+        results[int(k)] = finetune(fold_cfg)["result"]
+    lines = [f"{'fold':>4} {'UAR':>7} {'WAR':>7}"]
+    lines += [f"{k:>4} {100 * r.uar:7.2f} {100 * r.war:7.2f}" for k, r in results.items()]
+    if len(results) > 1:
+        uars, wars = [100 * r.uar for r in results.values()], [100 * r.war for r in results.values()]
+        lines.append(f"mean {statistics.mean(uars):7.2f} {statistics.mean(wars):7.2f}")
+        lines.append(f" std {statistics.stdev(uars):7.2f} {statistics.stdev(wars):7.2f}")
+    summary = "\n".join(lines)
+    out_dir = Path(cfg["run"]["dir"]) / base_name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "folds.txt").write_text(summary + "\n")
+    print(summary)
+    return {"run_dir": out_dir, "results": results, "summary": summary}
+
+
+def evaluate(cfg: dict[str, Any], model_dir: str | Path) -> Any:
+    """Evaluate an exported classifier on ``data.test_split`` with multi-view testing."""
+    from hi2m.model.classifier import VideoClassifier
+    from hi2m.model.io import load_pretrained
+    from hi2m.train.modules import FinetuneModule
+
+    model = load_pretrained(model_dir)
+    if not isinstance(model, VideoClassifier):
+        raise ValueError(f"{model_dir} holds a pretraining model; evaluate needs a fine-tuned classifier")
+    run_dir = run_dir_for(cfg, "evaluate")
+    write_run_config(run_dir, cfg)
+    cfg = deep_merge(cfg, {"data": {"num_frames": model.cfg.num_frames, "image_size": model.cfg.image_size}})
+    test_set = tdata.eval_dataset(cfg, model.cfg, cfg["data"]["test_split"])
+    trainer, _ = build_trainer(cfg, run_dir, monitor=None)
+    module = _module(FinetuneModule, cfg, model.cfg, 1, trainer, num_classes=model.num_classes,
+                     class_names=model.class_names)
+    module.model = model
+    return _test(trainer, module, cfg, test_set, run_dir, header=[f"model: {model_dir}"])
