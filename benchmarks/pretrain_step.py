@@ -82,8 +82,9 @@ def build_pair(size: str, frames: int, image: int, device: str):
     return base, {k: m.to(device).train() for k, m in models.items()}
 
 
-def make_step(name, model, video, cfg, device, precision):
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05)
+def make_step(name, model, video, cfg, device, precision, fused=False):
+    # the same optimiser for every model (fused AdamW unless --no-fused), so only the models differ
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05, fused=fused)
     gen = torch.Generator(device=device).manual_seed(0)
     autocast = torch.autocast(device, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
 
@@ -119,7 +120,7 @@ def bench(size, precision, args, device):
     cfg, models = build_pair(size, args.frames, args.image, device)
     g = torch.Generator().manual_seed(0)
     video = torch.randn(args.batch, 3, args.frames, args.image, args.image, generator=g).to(device)
-    steps = {k: make_step(k, m, video, cfg, device, precision) for k, m in models.items()}
+    steps = {k: make_step(k, m, video, cfg, device, precision, args.fused) for k, m in models.items()}
     stats = {}
     for name, (forward, _) in steps.items():
         flops, policy, mem = flops_and_memory(forward)
@@ -153,13 +154,14 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--no-fused", dest="fused", action="store_false", help="plain for-loop AdamW for every model")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = args.device
     rates = {p: matmul_rate(torch.float32 if p == "fp32" else torch.bfloat16, device) for p in args.precision}
     print(f"device={device} threads={torch.get_num_threads()} batch={args.batch} input={args.frames}x{args.image}x{args.image} "
-          f"rho=0.9 steps={args.steps} (median) torch={torch.__version__}")
+          f"rho=0.9 steps={args.steps} (median) AdamW fused={args.fused} torch={torch.__version__}")
     print("matmul ceiling: " + ", ".join(f"{p} {r / 1e9:.0f} GFLOP/s" for p, r in rates.items()))
     header = (f"{'size':6} {'prec':5} {'model':13} {'step s':>7} {'clips/s':>8} {'act MB':>8} {'GFLOP':>7} "
               f"{'ceiling':>8} {'HRD FLOP':>8} {'time vs tf':>10} {'mem vs tf':>9}")

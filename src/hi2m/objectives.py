@@ -41,37 +41,49 @@ def normalize_tubelets(tokens: torch.Tensor, eps: float = TARGET_NORM_EPS) -> to
     return ((x - mean) / (std + eps)).reshape(B, N, ts, pp, C)
 
 
-def dual_targets(video: torch.Tensor, patch_size: int = 16, tubelet_size: int = 2) -> torch.Tensor:
-    """Dual appearance / motion targets of Eq. 1.
+def targets_from_tubelets(tokens: torch.Tensor, mode: str = "dual") -> torch.Tensor:
+    """Eq. 1 targets from raw token pixels (B, M, ts, p*p, C) in [0, 1] -> (B, M, D_t), float32.
 
-    For each token (a tubelet) the pixels are first normalised per channel over the whole tubelet;
-    then the appearance target V^a is the normalised first frame (the paper's V[0:T:2]) and the
-    motion target V^m the normalised next frame minus the normalised previous one (V[1:T:2] - V[0:T:2]).
-    video (B, C, T, H, W) in [0, 1] pixel scale -> (B, N, ts*p*p*C): [V^a (p*p*C) | V^m ((ts-1)*p*p*C)],
-    each half ordered (row, column, channel).
+    Every token is first normalised per channel over its whole tubelet. ``dual``: the appearance
+    target V^a is the normalised first frame (the paper's V[0:T:2]) and the motion target V^m the
+    normalised next frame minus the normalised previous one (V[1:T:2] - V[0:T:2]); each half is
+    ordered (row, column, channel). ``appearance`` / ``motion``: one half (Table 9). ``pixel``:
+    VideoMAE's whole normalised tubelet, frame-major.
     """
-    x = normalize_tubelets(tubelet_pixels(video, patch_size, tubelet_size))  # (B, N, ts, pp, C)
-    appearance = x[:, :, 0].flatten(2)  # (B, N, pp*C)
-    motion = (x[:, :, 1:] - x[:, :, :-1]).flatten(2)  # (B, N, (ts-1)*pp*C)
+    x = normalize_tubelets(tokens)  # (B, M, ts, pp, C)
+    if mode == "pixel":
+        return x.flatten(2)
+    if mode not in ("dual", "appearance", "motion"):
+        raise ValueError(f"unknown target mode {mode!r}")
+    appearance = x[:, :, 0].flatten(2)  # (B, M, pp*C)
+    if mode == "appearance":
+        return appearance
+    motion = (x[:, :, 1:] - x[:, :, :-1]).flatten(2)  # (B, M, (ts-1)*pp*C)
+    if mode == "motion":
+        return motion
     return torch.cat([appearance, motion], dim=-1)
+
+
+def dual_targets(video: torch.Tensor, patch_size: int = 16, tubelet_size: int = 2) -> torch.Tensor:
+    """Dual appearance / motion targets of Eq. 1 for every token of a clip.
+
+    video (B, C, T, H, W) in [0, 1] pixel scale -> (B, N, ts*p*p*C): [V^a (p*p*C) | V^m ((ts-1)*p*p*C)],
+    tokens in the encoder's time-major order (see ``targets_from_tubelets``).
+    """
+    return targets_from_tubelets(tubelet_pixels(video, patch_size, tubelet_size), "dual")
 
 
 def reconstruction_targets(
     video: torch.Tensor, mode: str = "dual", patch_size: int = 16, tubelet_size: int = 2
 ) -> torch.Tensor:
-    """Targets for a target mode (Table 9 ablation): ``dual``, ``appearance``, ``motion``, or
-    ``pixel`` (VideoMAE's normalised tubelet, frame-major). video (B, C, T, H, W) in [0, 1] -> (B, N, D_t)."""
-    if mode == "pixel":
-        return normalize_tubelets(tubelet_pixels(video, patch_size, tubelet_size)).flatten(2)
-    targets = dual_targets(video, patch_size, tubelet_size)  # (B, N, ts*pp*C)
-    frame = patch_size * patch_size * video.shape[1]
-    if mode == "appearance":
-        return targets[..., :frame]
-    if mode == "motion":
-        return targets[..., frame:]
-    if mode != "dual":
-        raise ValueError(f"unknown target mode {mode!r}")
-    return targets
+    """Targets of a target mode (``dual``, ``appearance``, ``motion``, ``pixel``) for every token.
+    video (B, C, T, H, W) in [0, 1] -> (B, N, D_t)."""
+    return targets_from_tubelets(tubelet_pixels(video, patch_size, tubelet_size), mode)
+
+
+def squared_errors(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(pred - target)^2 in float32. pred, target (B, N_m, D_t) -> (B, N_m, D_t)."""
+    return (pred.float() - target.float()).pow(2)
 
 
 def token_losses(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -80,7 +92,7 @@ def token_losses(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     With dual targets that is the mean of the appearance and motion errors (the paper's Table 10
     reports L_R as their mean). pred, target (B, N_m, D_t) -> (B, N_m), float32.
     """
-    return (pred.float() - target.float()).pow(2).mean(dim=-1)
+    return squared_errors(pred, target).mean(dim=-1)
 
 
 def sample_losses(per_token: torch.Tensor) -> torch.Tensor:

@@ -107,20 +107,21 @@ class HI2M(nn.Module):
 
     def forward_loss(self, video: torch.Tensor, pred: torch.Tensor, mask: Mask) -> PretrainOutput:
         cfg = self.cfg
-        with torch.no_grad():
+        with torch.no_grad():  # targets only for the masked tokens
             pixels = video.float() * self.pixel_std + self.pixel_mean  # (B, C, T, H, W) in [0, 1]
-            target = obj.reconstruction_targets(pixels, cfg.target, cfg.patch_size, cfg.tubelet_size)  # (B, N, D_t)
-            target = gather_tokens(target, mask.masked)  # (B, N_m, D_t)
-        tok = obj.token_losses(pred, target)  # (B, N_m)
+            tubelets = obj.tubelet_pixels(pixels, cfg.patch_size, cfg.tubelet_size)  # (B, N, ts, pp, C)
+            idx = mask.masked[:, :, None, None, None].expand(-1, -1, *tubelets.shape[2:])
+            target = obj.targets_from_tubelets(torch.gather(tubelets, 1, idx), cfg.target)  # (B, N_m, D_t)
+        sq = obj.squared_errors(pred, target)  # (B, N_m, D_t)
+        tok = sq.mean(dim=-1)  # (B, N_m) Eq. 1 per token
         rec = obj.sample_losses(tok)  # (B,) L_R^i
 
         app = mot = None
         if cfg.target == "dual":
-            with torch.no_grad():
-                half = cfg.patch_size**2 * cfg.in_chans
-                sq = (pred.detach().float() - target).pow(2)  # (B, N_m, D_t)
-                app = sq[..., :half].mean(dim=(1, 2))  # (B,)
-                mot = sq[..., half:].mean(dim=(1, 2))  # (B,)
+            half = cfg.patch_size**2 * cfg.in_chans
+            sq = sq.detach()
+            app = sq[..., :half].mean(dim=(1, 2))  # (B,)
+            mot = sq[..., half:].mean(dim=(1, 2))  # (B,)
 
         if cfg.hsm:
             w = obj.hsm_weights(rec, cfg.hsm_activation, detach=cfg.hsm_detach_weights)  # (B,)
