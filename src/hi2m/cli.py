@@ -14,6 +14,7 @@ import sys
 # name -> (module, help). Each module defines add_arguments(parser) and run(args) -> int,
 # and keeps heavy imports inside run().
 COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("hi2m.commands.demo", "the whole method on built-in SynthFace data, on a CPU, in minutes"),
     "pretrain": ("hi2m.commands.pretrain", "pretrain HI2M on unlabelled face videos"),
     "finetune": ("hi2m.commands.finetune", "fine-tune or linear-probe on labelled expression clips"),
     "evaluate": ("hi2m.commands.evaluate", "evaluate an exported classifier (UAR, WAR, confusion matrix)"),

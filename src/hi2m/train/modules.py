@@ -148,6 +148,7 @@ class PretrainModule(_Base):
         if not self._guard(None if out is None else out.loss, size):
             return None
         self._log_step(out, video.shape[0])
+        self._last_hsm = (out.sample_loss.detach().cpu(), out.weights.detach().cpu())
         parts = [out.sample_loss]
         if out.sample_loss_appearance is not None:
             parts += [out.sample_loss_appearance, out.sample_loss_motion]
@@ -188,6 +189,26 @@ class PretrainModule(_Base):
             stats.update({f"{name}_mean": float(col.mean()), f"{name}_max": float(col.max()), f"{name}_min": float(col.min())})
         self.epoch_stats.append(stats)
         self.log_dict({f"epoch/{k}": v for k, v in stats.items() if k != "epoch"}, rank_zero_only=True)
+
+    def on_train_end(self) -> None:
+        """Check that data-parallel ranks hold the same weights, and record each rank's last HSM batch
+        (its per-clip L_R and weights w) in ``<run dir>/ranks.json``."""
+        checksum = float(sum(p.detach().double().sum() for p in self.model.parameters()))
+        losses, weights = getattr(self, "_last_hsm", (torch.zeros(0), torch.zeros(0)))
+        mine = {"rank": self.global_rank, "param_checksum": checksum, "sample_loss": losses.tolist(),
+                "hsm_weights": weights.tolist(), "global_step": self.global_step}
+        everyone = [mine]
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            everyone = [None] * dist.get_world_size()
+            dist.all_gather_object(everyone, mine)
+        if self.global_rank == 0:
+            import json
+            from pathlib import Path
+
+            Path(self.trainer.default_root_dir, "ranks.json").write_text(json.dumps(everyone, indent=1) + "\n")
+        sums = [e["param_checksum"] for e in everyone]
+        if max(sums) - min(sums) > 1e-6 * max(1.0, abs(sums[0])):
+            raise RuntimeError(f"data-parallel ranks ended with different weights (checksums {sums})")
 
     def _gather_rows(self, rows: torch.Tensor) -> torch.Tensor:
         """Per-clip losses of every rank (ranks can hold different counts)."""

@@ -19,6 +19,7 @@ import math
 import os
 import statistics
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,10 @@ from hi2m.train.metrics import DistributedEvalSampler, format_report, write_pred
 from hi2m.train.optim import scaled_lr
 
 log = logging.getLogger("hi2m")
+# Lightning's own deprecation chatter and advice that does not apply to these runs
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
+warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
 
 
 # ---- run directory ---------------------------------------------------------------------
@@ -120,7 +125,8 @@ def resolve_lr(cfg: dict[str, Any], world: int) -> float:
 
 # ---- trainer ---------------------------------------------------------------------------------
 
-def build_trainer(cfg: dict[str, Any], run_dir: Path, monitor: str | None, extra_callbacks=()) -> tuple[pl.Trainer, Any]:
+def build_trainer(cfg: dict[str, Any], run_dir: Path, monitor: str | None, extra_callbacks=(),
+                  resuming: bool = False) -> tuple[pl.Trainer, Any]:
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
@@ -135,12 +141,16 @@ def build_trainer(cfg: dict[str, Any], run_dir: Path, monitor: str | None, extra
         save_last=True,
         every_n_epochs=1,
     )
-    loggers = [CSVLogger(run_dir, name="logs", version="")]
+    # a resumed session logs into logs/resume-<k>/ so the earlier session's logs stay untouched
+    version = ""
+    if resuming:
+        version = f"resume-{len(list((run_dir / 'logs').glob('resume-*'))) + 1}"
+    loggers = [CSVLogger(run_dir, name="logs", version=version)]
     try:
         import tensorboard  # noqa: F401
         from lightning.pytorch.loggers import TensorBoardLogger
 
-        loggers.append(TensorBoardLogger(run_dir, name="tb", version="", default_hp_metric=False))
+        loggers.append(TensorBoardLogger(run_dir, name="tb", version=version, default_hp_metric=False))
     except ImportError:
         log.info("tensorboard is not installed: CSV logs only")
     trainer = pl.Trainer(
@@ -157,6 +167,7 @@ def build_trainer(cfg: dict[str, Any], run_dir: Path, monitor: str | None, extra
         limit_val_batches=t["limit_val_batches"],
         log_every_n_steps=t["log_every_n_steps"],
         enable_progress_bar=t["enable_progress_bar"],
+        enable_model_summary=t["enable_progress_bar"],
         deterministic=t["deterministic"],
         use_distributed_sampler=False,
         num_sanity_val_steps=0,
@@ -182,7 +193,7 @@ def _prepare(cfg: dict[str, Any], command: str, resume: str | Path | None) -> tu
 
 # ---- pretraining -----------------------------------------------------------------------
 
-def pretrain(cfg: dict[str, Any], resume: str | Path | None = None) -> dict[str, Any]:
+def pretrain(cfg: dict[str, Any], resume: str | Path | None = None, extra_callbacks=()) -> dict[str, Any]:
     """Pretrain HI2M; returns {run_dir, model_dir, epoch_stats}."""
     from hi2m.model.io import save_pretrained
     from hi2m.train.modules import PretrainModule
@@ -190,7 +201,8 @@ def pretrain(cfg: dict[str, Any], resume: str | Path | None = None) -> dict[str,
     run_dir, ckpt_path = _prepare(cfg, "pretrain", resume)
     mcfg = model_config(cfg)
     train_set = tdata.pretrain_dataset(cfg, mcfg)
-    trainer, _ = build_trainer(cfg, run_dir, monitor=None)
+    trainer, _ = build_trainer(cfg, run_dir, monitor=None, extra_callbacks=extra_callbacks,
+                               resuming=ckpt_path is not None)
     module = _module(PretrainModule, cfg, mcfg, len(train_set), trainer)
     trainer.fit(module, datamodule=loaders(cfg, train_set), ckpt_path=ckpt_path)
     out = {"run_dir": run_dir, "model_dir": run_dir / "model", "epoch_stats": module.epoch_stats}
@@ -253,7 +265,7 @@ def _class_names(dataset) -> tuple[str, ...]:
     return tuple(getattr(base, "classes"))
 
 
-def finetune(cfg: dict[str, Any], resume: str | Path | None = None) -> dict[str, Any]:
+def finetune(cfg: dict[str, Any], resume: str | Path | None = None, verbose: bool = True) -> dict[str, Any]:
     """Fine-tune (or linear-probe) on one split; with ``finetune.folds``, one run per fold and a summary."""
     folds = cfg["finetune"]["folds"]
     if folds:
@@ -269,7 +281,8 @@ def finetune(cfg: dict[str, Any], resume: str | Path | None = None) -> dict[str,
         raise ValueError("finetune.select is 'val' but there is no validation set: set data.val_fraction "
                          "(carved from train) or data.val_split, or use finetune.select=last")
     names = _class_names(train_set)
-    trainer, ckpt_cb = build_trainer(cfg, run_dir, monitor="val/uar" if f["select"] == "val" else None)
+    trainer, ckpt_cb = build_trainer(cfg, run_dir, monitor="val/uar" if f["select"] == "val" else None,
+                                     resuming=ckpt_path is not None)
     module = _module(FinetuneModule, cfg, mcfg, len(train_set), trainer, num_classes=len(names), class_names=names)
     notes = []
     if f["pretrained"] and ckpt_path is None:
@@ -288,11 +301,12 @@ def finetune(cfg: dict[str, Any], resume: str | Path | None = None) -> dict[str,
     if trainer.is_global_zero:
         save_pretrained(module.model, run_dir / "model", metadata={"selected": selected})
     test_set = tdata.eval_dataset(cfg, mcfg, cfg["data"]["test_split"])
-    result = _test(trainer, module, cfg, test_set, run_dir, header=notes + [f"model selection: {selected}"])
+    result = _test(trainer, module, cfg, test_set, run_dir, header=notes + [f"model selection: {selected}"],
+                   verbose=verbose)
     return {"run_dir": run_dir, "model_dir": run_dir / "model", "result": result, "selected": selected}
 
 
-def _test(trainer: pl.Trainer, module, cfg, test_set, run_dir: Path, header: list[str]):
+def _test(trainer: pl.Trainer, module, cfg, test_set, run_dir: Path, header: list[str], verbose: bool = True):
     trainer.test(module, datamodule=loaders(cfg, test=test_set), verbose=False)
     result = module.last_result
     if trainer.is_global_zero:
@@ -305,7 +319,8 @@ def _test(trainer: pl.Trainer, module, cfg, test_set, run_dir: Path, header: lis
         preds = sorted(module.predictions)
         write_predictions_csv(run_dir / "predictions.csv", [p[0] for p in preds], [p[1] for p in preds],
                               torch.tensor([p[2] for p in preds]), names)
-        print(report)
+        if verbose:
+            print(report)
     return result
 
 

@@ -1,0 +1,1 @@
+"""Figures from a run's own data (matplotlib, imported lazily)."""

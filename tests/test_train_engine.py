@@ -1,0 +1,240 @@
+"""The training engine on tiny SynthFace runs: configs, samplers, exact resume, NaN guard,
+fine-tuning with honest model selection, evaluation of the exported model."""
+
+import csv
+import json
+
+import pytest
+import torch
+
+from hi2m.train.callbacks import EpochSampler
+from hi2m.train.config import DEFAULTS, deep_merge, load_config
+from hi2m.train.data import stratified_split
+
+SYNTH = {"num_train": 28, "num_val": 14, "num_test": 14, "num_frames": 8, "size": 32}
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory):
+    from hi2m.data.synthface import ensure_synthface
+
+    root = tmp_path_factory.mktemp("synthface")
+    ensure_synthface(root, **SYNTH)
+    return root
+
+
+def tiny_cfg(root, run_dir, **sections):
+    cfg = deep_merge(DEFAULTS, {
+        "model": {"size": "micro", "mask_ratio": 0.75},
+        "data": {"dataset": "synthetic", "root": str(root), "options": {"synthface": SYNTH}, "num_frames": 8,
+                 "stride": 1, "image_size": 32, "batch_size": 4, "num_workers": 0, "temporal_views": 2,
+                 "spatial_views": 1},
+        "optim": {"epochs": 2, "warmup_epochs": 1, "base_lr": 1e-3, "lr_scaling": "none"},
+        "trainer": {"accelerator": "cpu", "devices": 1, "log_every_n_steps": 1, "enable_progress_bar": False},
+        "run": {"dir": str(run_dir)},
+    })
+    return deep_merge(cfg, sections)
+
+
+# ---- configuration ---------------------------------------------------------------------
+
+def test_config_file_chain_overrides_and_typos(tmp_path):
+    (tmp_path / "base.yaml").write_text("model: {size: small}\noptim: {base_lr: 1e-3, epochs: 10}\n")
+    (tmp_path / "child.yaml").write_text("base: base.yaml\noptim: {epochs: 20}\n")
+    cfg = load_config(tmp_path / "child.yaml", ["optim.warmup_epochs=2", "model.hsm=false", "data.options.fold=3"])
+    assert cfg["model"]["size"] == "small" and cfg["model"]["hsm"] is False
+    assert cfg["optim"]["base_lr"] == 1e-3 and isinstance(cfg["optim"]["base_lr"], float)
+    assert cfg["optim"]["epochs"] == 20 and cfg["optim"]["warmup_epochs"] == 2
+    assert cfg["data"]["options"]["fold"] == 3 and cfg["data"]["batch_size"] == DEFAULTS["data"]["batch_size"]
+    with pytest.raises(ValueError, match="bacth_size"):
+        load_config(None, ["data.bacth_size=4"])
+    with pytest.raises(ValueError, match="hsm_actvation"):
+        load_config(None, ["model.hsm_actvation=relu"])
+    with pytest.raises(ValueError, match="key.sub=value"):
+        load_config(None, ["optim.base_lr"])
+    with pytest.raises(FileNotFoundError):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_paper_configs_load():
+    from pathlib import Path
+
+    from hi2m.train.config import model_config
+
+    configs = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+    assert len(configs) >= 6
+    for path in configs:
+        cfg = load_config(path)
+        model_config(cfg)  # every model field is a real HI2MConfig field with a valid value
+    pre = load_config(Path(__file__).parent.parent / "configs" / "pretrain_voxceleb2.yaml")
+    assert pre["optim"]["betas"] == [0.9, 0.95] and pre["model"]["mask_ratio"] == 0.9
+    assert pre["data"]["batch_size"] * pre["trainer"]["devices"] == 60
+
+
+def test_stratified_split_is_seeded_and_per_class():
+    labels = [0] * 20 + [1] * 10 + [2] * 3 + [3]
+    train, val = stratified_split(labels, 0.2, seed=1)
+    assert sorted(train + val) == list(range(len(labels))) and not set(train) & set(val)
+    counts = {c: sum(1 for i in val if labels[i] == c) for c in range(4)}
+    assert counts == {0: 4, 1: 2, 2: 1, 3: 0}  # a lone clip stays in train
+    assert stratified_split(labels, 0.2, seed=1) == (train, val)
+    assert stratified_split(labels, 0.2, seed=2) != (train, val)
+
+
+def test_epoch_sampler_shards_and_reshuffles():
+    a, b = EpochSampler(10, 2, 0, seed=3), EpochSampler(10, 2, 1, seed=3)
+    first = [i for _, i in a] + [i for _, i in b]
+    assert sorted(first) == list(range(10))
+    assert all(e == 0 for e, _ in a)
+    a.set_epoch(1)
+    assert [i for _, i in a] != first[:5] and all(e == 1 for e, _ in a)
+    a.set_epoch(0)
+    assert [i for _, i in a] == first[:5]  # the order is a function of (seed, epoch) only
+    c = EpochSampler(7, 2, 1, drop_last=True)
+    assert len(c) == 3 and len(list(c)) == 3
+
+
+# ---- runs ------------------------------------------------------------------------------
+
+class StopAfterFirstEpoch:
+    """A callback that interrupts a run after its first epoch, as a crash or a time limit would."""
+
+    def __new__(cls):
+        import lightning.pytorch as pl
+
+        class _Stop(pl.Callback):
+            def on_train_epoch_end(self, trainer, pl_module):
+                trainer.should_stop = True
+
+        return _Stop()
+
+
+def test_resumed_pretraining_continues_exactly(synth_root, tmp_path):
+    from safetensors.torch import load_file
+
+    from hi2m.train.runner import pretrain
+
+    full = pretrain(tiny_cfg(synth_root, tmp_path, run={"name": "full"}))
+    cut = tiny_cfg(synth_root, tmp_path, run={"name": "cut"})
+    first = pretrain(cut, extra_callbacks=[StopAfterFirstEpoch()])
+    assert len(first["epoch_stats"]) == 1
+    resumed = pretrain(load_config(tmp_path / "cut" / "config.yaml"), resume=tmp_path / "cut")
+    assert [s["epoch"] for s in resumed["epoch_stats"]] == [1.0]
+    # the first session's logs survive; the resumed one logs beside them
+    assert (tmp_path / "cut" / "logs" / "metrics.csv").stat().st_size > 0
+    assert (tmp_path / "cut" / "logs" / "resume-1" / "metrics.csv").stat().st_size > 0
+    for key, value in full["epoch_stats"][1].items():
+        assert resumed["epoch_stats"][0][key] == pytest.approx(value, rel=1e-6, abs=1e-7), key
+    a = load_file(str(tmp_path / "full" / "model" / "model.safetensors"))
+    b = load_file(str(tmp_path / "cut" / "model" / "model.safetensors"))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-6, atol=1e-7)
+    with open(tmp_path / "cut" / "loss_stats.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r["epoch"]) for r in rows] == [0.0, 1.0]  # Table 10 statistics for every epoch
+    assert float(rows[1]["L_appearance_max"]) >= float(rows[1]["L_appearance_mean"]) >= float(rows[1]["L_appearance_min"])
+    with pytest.raises(FileExistsError, match="--resume"):
+        pretrain(tiny_cfg(synth_root, tmp_path, run={"name": "full"}))
+
+
+def test_nan_losses_are_skipped_then_stop_the_run(synth_root, tmp_path, monkeypatch):
+    from hi2m.model.mae import HI2M
+    from hi2m.train.runner import pretrain
+
+    original = HI2M.forward_loss
+    calls = {"n": 0}
+
+    def sometimes_nan(self, video, pred, mask):
+        out = original(self, video, pred, mask)
+        calls["n"] += 1
+        if calls["n"] == 2:  # one bad step: skipped, the run goes on
+            out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(HI2M, "forward_loss", sometimes_nan)
+    out = pretrain(tiny_cfg(synth_root, tmp_path, run={"name": "one-nan"}, optim={"epochs": 1}))
+    with open(tmp_path / "one-nan" / "logs" / "metrics.csv") as f:
+        bad = [float(r["train/bad_steps"]) for r in csv.DictReader(f) if r.get("train/bad_steps")]
+    assert bad and bad[-1] == 1.0
+    from hi2m.model.io import load_pretrained
+
+    model = load_pretrained(out["model_dir"])
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+    def always_nan(self, video, pred, mask):
+        out = original(self, video, pred, mask)
+        out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(HI2M, "forward_loss", always_nan)
+    with pytest.raises(RuntimeError, match="NaN/Inf"):
+        pretrain(tiny_cfg(synth_root, tmp_path, run={"name": "all-nan"}, trainer={"max_bad_steps": 3}))
+
+
+def test_finetune_selects_on_validation_and_evaluate_reproduces(synth_root, tmp_path):
+    from hi2m.model.io import load_pretrained
+    from hi2m.train.runner import evaluate, finetune, pretrain
+
+    pre = pretrain(tiny_cfg(synth_root, tmp_path, run={"name": "pre"}, optim={"epochs": 1}))
+    cfg = tiny_cfg(synth_root, tmp_path, run={"name": "ft"}, data={"val_fraction": 0.25},
+                   finetune={"pretrained": str(pre["model_dir"]), "select": "val"},
+                   optim={"layer_decay": 0.75})
+    out = finetune(cfg, verbose=False)
+    assert "best validation UAR" in out["selected"] and "carved from 'train'" in out["selected"]
+    report = (tmp_path / "ft" / "report.txt").read_text()
+    assert "encoder initialised from" in report and "model selection" in report
+    metrics = json.loads((tmp_path / "ft" / "metrics.json").read_text())
+    with open(tmp_path / "ft" / "predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == SYNTH["num_test"] == out["result"].total  # every test clip exactly once
+    acc = sum(r["target"] == r["prediction"] for r in rows) / len(rows)
+    assert acc == pytest.approx(metrics["war"])
+    model = load_pretrained(out["model_dir"])
+    assert model.class_names[0] == "Happy"
+    again = evaluate(tiny_cfg(synth_root, tmp_path, run={"name": "ev"}), out["model_dir"])
+    assert again.war == pytest.approx(out["result"].war) and again.uar == pytest.approx(out["result"].uar)
+    with pytest.raises(ValueError, match="no validation set"):
+        finetune(tiny_cfg(synth_root, tmp_path, run={"name": "noval"}, finetune={"select": "val"}))
+
+
+def test_demo_tiny(tmp_path, capsys):
+    from hi2m.train.demo import run_demo
+
+    out = run_demo(tmp_path / "demo", scale="tiny")
+    text = capsys.readouterr().out
+    assert "HI2M-pretrained" in text and "random init" in text
+    assert 0.0 <= out["hrd_region_mass"] <= 1.0 and 0.0 < out["region_area_share"] < 1.0
+    for fig in out["figures"]:
+        assert (tmp_path / "demo" / "figures").exists() and __import__("os").path.getsize(fig) > 1000
+    assert json.loads((tmp_path / "demo" / "demo.json").read_text())["pretrained"]["war"] is not None
+
+
+def test_ddp_two_process_pretraining_ranks_agree(synth_root, tmp_path):
+    """2-process gloo DDP on CPU through the real command line: weights stay in sync and HSM's
+    statistics are those of the global batch."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from hi2m import objectives as obj
+
+    cfg = tiny_cfg(synth_root, tmp_path, run={"name": "ddp"}, optim={"epochs": 1},
+                   trainer={"devices": 2, "strategy": "ddp", "limit_train_batches": 3})
+    path = tmp_path / "ddp.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    hi2m = os.path.join(os.path.dirname(sys.executable), "hi2m")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PL_DISABLE_FORK="1")
+    done = subprocess.run([hi2m, "pretrain", "-c", str(path)], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = json.loads((tmp_path / "ddp" / "ranks.json").read_text())
+    assert [r["rank"] for r in ranks] == [0, 1]
+    assert ranks[0]["global_step"] == ranks[1]["global_step"] == 3
+    assert ranks[0]["param_checksum"] == pytest.approx(ranks[1]["param_checksum"], rel=1e-9)
+    local = [torch.tensor(r["sample_loss"]) for r in ranks]
+    assert not torch.equal(local[0], local[1])  # the ranks saw different clips
+    expected = obj.hsm_weights(torch.cat(local))  # one process over the global batch
+    got = torch.cat([torch.tensor(r["hsm_weights"]) for r in ranks])
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(torch.tensor(ranks[0]["hsm_weights"]), obj.hsm_weights(local[0]))
