@@ -26,6 +26,10 @@ SCALES: dict[str, dict[str, Any]] = {
     "tiny": dict(train=28, val=14, test=14, pre_epochs=1, ft_epochs=1, region_clips=4, frames=8, size=32),
 }
 
+# SynthFace with milder nuisance than its defaults (less head and background motion, fewer occluders,
+# less noise): the demo has minutes of CPU, the full-difficulty data needs far more training.
+DEMO_SYNTH = dict(head_motion=0.3, background_motion=0.3, occlusion_prob=0.15, noise=4.0, low_intensity_share=0.1)
+
 MODEL = dict(size="micro", embed_dim=128, depth=4, num_heads=4, decoder_dim=64, decoder_depth=2,
              decoder_heads=2, hrd_dim=32, hrd_heads=2, mask_ratio=0.75)
 
@@ -40,7 +44,7 @@ def demo_configs(out: Path, scale: str, seed: int, hrd_lambda: float, workers: i
             "dataset": "synthetic",
             "root": str(out / "synthface"),
             "options": {"synthface": {"seed": seed, "num_train": s["train"], "num_val": s["val"],
-                                      "num_test": s["test"], "num_frames": frames, "size": size}},
+                                      "num_test": s["test"], "num_frames": frames, "size": size, **DEMO_SYNTH}},
             "num_frames": frames, "stride": 1, "image_size": size, "batch_size": 16 if scale != "tiny" else 4,
             "num_workers": workers, "val_split": "val", "temporal_views": 1, "spatial_views": 1,
         },
