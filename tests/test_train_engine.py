@@ -238,3 +238,38 @@ def test_ddp_two_process_pretraining_ranks_agree(synth_root, tmp_path):
     got = torch.cat([torch.tensor(r["hsm_weights"]) for r in ranks])
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
     assert not torch.allclose(torch.tensor(ranks[0]["hsm_weights"]), obj.hsm_weights(local[0]))
+
+
+def test_dfew_folds_report_each_fold_and_mean_std(tmp_path):
+    """`finetune.folds` runs one fine-tuning per DFEW fold from the official layout and summarises them."""
+    import numpy as np
+
+    from hi2m.data.writer import write_frame_folder
+    from hi2m.train.runner import finetune
+
+    root = tmp_path / "DFEW"
+    rng = np.random.default_rng(0)
+    ids = [f"{i:05d}" for i in range(1, 15)]
+    for clip_id in ids:
+        write_frame_folder(root / "Clip" / "clip_224x224" / clip_id,
+                           [rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for _ in range(8)],
+                           name=clip_id + "_{:05d}")
+    for fold in (1, 2):
+        for split, members in (("train", ids[:10]), ("test", ids[10:])):
+            rows = [f"{int(c)},{(int(c) + fold) % 7 + 1}" for c in members]
+            d = root / "EmoLabel_DataSplit" / f"{split}(single-labeled)"
+            d.mkdir(parents=True, exist_ok=True)
+            (d / f"set_{fold}.csv").write_text("video_name,label\n" + "\n".join(rows) + "\n")
+    cfg = tiny_cfg(root, tmp_path / "runs", run={"name": "dfew"},
+                   data={"dataset": "dfew", "root": str(root), "options": {}, "batch_size": 2},
+                   optim={"epochs": 1, "warmup_epochs": 0},
+                   finetune={"folds": [1, 2], "select": "last", "mixup": 0.0, "cutmix": 0.0})
+    cfg["data"]["options"] = {}  # a merge cannot remove the SynthFace options of tiny_cfg
+    out = finetune(cfg)
+    assert sorted(out["results"]) == [1, 2]
+    summary = (tmp_path / "runs" / "dfew" / "folds.txt").read_text()
+    assert "mean" in summary and "std" in summary
+    for fold in (1, 2):
+        metrics = json.loads((tmp_path / "runs" / "dfew" / f"fold{fold}" / "metrics.json").read_text())
+        assert metrics["total"] == 4  # the fold's own test list
+        assert f"{100 * out['results'][fold].uar:7.2f}" in summary
