@@ -19,6 +19,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "finetune": ("hi2m.commands.finetune", "fine-tune or linear-probe on labelled expression clips"),
     "evaluate": ("hi2m.commands.evaluate", "evaluate an exported classifier (UAR, WAR, confusion matrix)"),
     "info": ("hi2m.commands.info", "show model sizes, parameter counts and FLOPs"),
+    "predict": ("hi2m.commands.predict", "predict expressions over time in videos (face tracking, sliding windows)"),
+    "visualize": ("hi2m.commands.visualize", "figures of a run or model: HRD maps, HSM weights, confusion, t-SNE, losses"),
+    "export": ("hi2m.commands.export", "export a fine-tuned classifier to ONNX (checked with onnxruntime)"),
     "data": ("hi2m.data.check", "inspect a dataset before a long run (hi2m data check ...)"),
 }
 

@@ -1,0 +1,111 @@
+"""``hi2m predict VIDEO... --model DIR``: expressions over time for whole videos (see docs/inference.md).
+
+Exit codes: 0 every video got predictions (some windows may lack a face); 1 at least one video
+failed (unreadable, or no face anywhere) -- the other videos still get their results;
+2 usage error (bad option, model directory that cannot be loaded, output that cannot be written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video files (anything FFmpeg decodes)")
+    parser.add_argument("--model", required=True, help="fine-tuned model directory (config.json + model.safetensors)")
+    parser.add_argument("--format", choices=("json", "csv"), default="json", help="output format (default json)")
+    parser.add_argument("--out", default=None, help="write the results here instead of stdout")
+    parser.add_argument("--annotated", default=None, metavar="PATH",
+                        help="write an annotated H.264 .mp4 (a folder when several videos are given)")
+    g = parser.add_argument_group("sampling and face tracking")
+    g.add_argument("--sample-fps", type=float, default=7.5, help="frames per second the model sees (default 7.5)")
+    g.add_argument("--stride", type=int, default=None, help="fixed frame stride (overrides --sample-fps)")
+    g.add_argument("--hop", type=float, default=1.0, help="seconds between window starts (default 1.0)")
+    g.add_argument("--detect-every", type=int, default=2, help="detect faces on every n-th sampled frame (default 2)")
+    g.add_argument("--margin", type=float, default=0.25, help="face crop margin (default 0.25)")
+    g.add_argument("--min-face-coverage", type=float, default=0.5,
+                   help="share of a window's frames that must show a face (default 0.5)")
+    g.add_argument("--batch-size", type=int, default=4, help="windows per model call (default 4)")
+    g.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+
+
+def _say(message: str) -> None:
+    print(f"hi2m predict: {message}", file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    import torch
+
+    from hi2m.data.errors import DecodeError
+    from hi2m.infer.predictor import PredictOptions, Predictor
+    from hi2m.infer.result import ERROR, VideoResult, to_csv
+    from hi2m.model.classifier import VideoClassifier
+    from hi2m.model.io import load_pretrained
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        options = PredictOptions(sample_fps=args.sample_fps, stride=args.stride, hop=args.hop,
+                                 detect_every=args.detect_every, margin=args.margin,
+                                 min_face_coverage=args.min_face_coverage, batch_size=args.batch_size)
+        model = load_pretrained(args.model, map_location=args.device)
+    except (ValueError, FileNotFoundError, OSError, RuntimeError) as err:
+        _say(f"error: {err}")
+        return EXIT_USAGE
+    if not isinstance(model, VideoClassifier):
+        _say(f"error: {args.model} holds a pretraining model; predict needs a fine-tuned classifier")
+        return EXIT_USAGE
+    annotated_dir = None
+    if args.annotated and len(args.videos) > 1:
+        annotated_dir = Path(args.annotated)
+        if annotated_dir.suffix.lower() == ".mp4":
+            _say("error: with several videos --annotated must name a folder, not an .mp4 file")
+            return EXIT_USAGE
+
+    predictor = Predictor(model, options=options, device=args.device)
+    results: list[VideoResult] = []
+    for path in args.videos:
+        try:
+            result = predictor.predict_video(path)
+        except DecodeError as err:
+            result = VideoResult(path=path, status=ERROR, class_names=predictor.class_names, message=str(err))
+        results.append(result)
+        summary = result.summary
+        note = f" ({result.message})" if result.message else ""
+        if result.ok:
+            _say(f"{path}: {result.status}, dominant {summary['dominant']} over {summary['windows_with_face']} "
+                 f"windows{note}")
+        else:
+            _say(f"{path}: FAILED [{result.status}] {result.message}")
+        if args.annotated and result.ok:
+            from hi2m.infer.annotate import write_annotated
+
+            target = annotated_dir / f"{Path(path).stem}.annotated.mp4" if annotated_dir else Path(args.annotated)
+            write_annotated(result, target)
+            _say(f"{path}: annotated video written to {target}")
+
+    if args.format == "json":
+        text = json.dumps({"model": str(args.model), "class_names": list(predictor.class_names),
+                           "videos": [r.to_dict() for r in results]}, indent=2) + "\n"
+    else:
+        text = to_csv(results)
+    if args.out:
+        try:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(text)
+        except OSError as err:
+            _say(f"error: cannot write {args.out} ({err})")
+            return EXIT_USAGE
+    else:
+        sys.stdout.write(text)
+    failed = [r for r in results if not r.ok]
+    if failed:
+        _say(f"{len(failed)} of {len(results)} videos failed")
+    return EXIT_SOME_FAILED if failed else EXIT_OK

@@ -1,0 +1,132 @@
+"""Sequential video decoding for inference: every ``stride``-th frame, upright, as RGB.
+
+Prediction reads each video once from start to end, so it decodes sequentially (no index, no
+seeking) and converts to RGB only the frames it samples. Frames are turned upright according to
+the stream's display matrix (phones store portrait video as landscape frames plus a rotation).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+
+from hi2m.data.errors import DecodeError
+
+DEFAULT_FPS = 30.0  # used only when a stream declares no frame rate
+
+
+@dataclass
+class VideoInfo:
+    """What the container says about a video stream (sizes are after rotation)."""
+
+    path: str
+    width: int
+    height: int
+    fps: float
+    declared_frames: int  # 0 when the container does not say
+    duration: float | None  # seconds, None when unknown
+    codec: str
+    fps_known: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "width": self.width, "height": self.height, "fps": round(self.fps, 4), "codec": self.codec,
+            "declared_frames": self.declared_frames,
+            "duration": None if self.duration is None else round(self.duration, 3),
+        }
+
+
+def upright(frame: np.ndarray, rotation: int) -> np.ndarray:
+    """Apply a display-matrix rotation (degrees counter-clockwise, as PyAV reports it) to (H, W, 3)."""
+    turns = int(round(rotation / 90.0)) % 4
+    return np.ascontiguousarray(np.rot90(frame, k=turns)) if turns else frame  # (H', W', 3)
+
+
+class SequentialVideo:
+    """A video file opened for one pass of sequential decoding (a context manager).
+
+    Raises :class:`DecodeError` naming the file when it is missing, empty, not a video, or breaks
+    while decoding.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], threads: int = 0) -> None:
+        import av
+
+        self.path = str(path)
+        self._container: Any = None
+        if not os.path.isfile(self.path):
+            raise DecodeError(self.path, "file does not exist")
+        if os.path.getsize(self.path) == 0:
+            raise DecodeError(self.path, "file is empty (0 bytes)")
+        try:
+            self._container = av.open(self.path, mode="r")
+            if not self._container.streams.video:
+                raise DecodeError(self.path, "file has no video stream")
+            self._stream = self._container.streams.video[0]
+            ctx = self._stream.codec_context
+            ctx.thread_count = threads
+            ctx.thread_type = "AUTO"
+        except DecodeError:
+            self.close()
+            raise
+        except (av.error.FFmpegError, OSError, ValueError) as err:
+            self.close()
+            raise DecodeError(self.path, f"cannot open as a video ({err})") from err
+        rate = self._stream.average_rate or self._stream.guessed_rate
+        ctx = self._stream.codec_context
+        duration = None
+        if self._stream.duration is not None and self._stream.time_base:
+            duration = float(self._stream.duration * self._stream.time_base)
+        elif self._container.duration:
+            duration = self._container.duration / 1e6
+        self.info = VideoInfo(
+            path=self.path, width=int(ctx.width), height=int(ctx.height),
+            fps=float(rate) if rate else DEFAULT_FPS, declared_frames=int(self._stream.frames or 0),
+            duration=duration, codec=str(ctx.name), fps_known=bool(rate),
+        )
+
+    def frames(self, stride: int = 1) -> Iterator[tuple[int, float, np.ndarray | None]]:
+        """Yield (frame index, time in seconds from the first frame, RGB (H, W, 3) or None) for every
+        decoded frame; only frames whose index is a multiple of ``stride`` are converted (others: None)."""
+        import av
+
+        first_time: float | None = None
+        index = 0
+        rotation_checked = False
+        try:
+            for frame in self._container.decode(self._stream):
+                t = frame.time
+                if t is None:
+                    t = index / self.info.fps
+                if first_time is None:
+                    first_time = t
+                if not rotation_checked:
+                    self.rotation = int(getattr(frame, "rotation", 0) or 0)
+                    if int(round(self.rotation / 90.0)) % 2:
+                        self.info.width, self.info.height = self.info.height, self.info.width
+                    rotation_checked = True
+                rgb = None
+                if index % stride == 0:
+                    rgb = upright(frame.to_ndarray(format="rgb24"), self.rotation)  # (H, W, 3)
+                yield index, t - first_time, rgb
+                index += 1
+        except (av.error.FFmpegError, OSError, ValueError, RuntimeError) as err:
+            raise DecodeError(self.path, f"decoding failed after {index} frames ({err})") from err
+        if index == 0:
+            raise DecodeError(self.path, "video stream has no decodable frame")
+
+    rotation: int = 0
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+    def __enter__(self) -> "SequentialVideo":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,317 @@
+"""Expression prediction on whole videos: decode -> detect / track the face -> crop -> sliding windows.
+
+Sampling. The model sees ``cfg.num_frames`` frames ``stride`` source frames apart (default: the stride
+that samples the video at about ``sample_fps`` = 7.5 frames per second, i.e. stride 4 at 30 fps, the
+DFEW convention the models are fine-tuned with). Windows start every ``hop`` seconds, rounded to
+whole sampled frames; one last window is aligned with the end of the video so every frame is
+covered. A video with fewer sampled frames than one window gives one window whose frames are
+repeated in a loop (``looped = true``).
+
+Faces. Detection runs on every ``detect_every``-th sampled frame; :class:`FaceTracker` follows the
+largest face (see :mod:`hi2m.infer.track`) and frames in between get interpolated boxes. A window
+is classified when at least ``min_face_coverage`` of its frames have a face (frames without one
+borrow the nearest face crop of the window); otherwise it is reported with ``face = false``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hi2m.infer.detect import Box, FaceDetector, HaarFaceDetector
+from hi2m.infer.frames import SequentialVideo
+from hi2m.infer.result import NO_FACE, OK, PARTIAL, VideoResult, WindowPrediction
+from hi2m.infer.track import FaceTracker, interpolate, square_crop
+
+
+@dataclass
+class PredictOptions:
+    """Settings of :meth:`Predictor.predict_video` (the CLI flags of ``hi2m predict``)."""
+
+    sample_fps: float = 7.5  # the model sees about this many frames per second ...
+    stride: int | None = None  # ... unless a fixed frame stride is given
+    hop: float = 1.0  # seconds between window starts
+    detect_every: int = 2  # run the detector on every n-th sampled frame
+    margin: float = 0.25  # square crop side = (1 + margin) x the face box's longer side
+    min_face_coverage: float = 0.5  # share of a window's frames that must show a face
+    batch_size: int = 4  # windows per model call
+    decode_threads: int = 0  # FFmpeg decoder threads (0 = automatic)
+
+    def __post_init__(self) -> None:
+        if self.sample_fps <= 0 or self.hop <= 0:
+            raise ValueError(f"sample_fps and hop must be > 0, got {self.sample_fps}, {self.hop}")
+        if self.stride is not None and self.stride < 1:
+            raise ValueError(f"stride must be >= 1, got {self.stride}")
+        if self.detect_every < 1 or self.batch_size < 1:
+            raise ValueError("detect_every and batch_size must be >= 1")
+        if not 0.0 < self.min_face_coverage <= 1.0:
+            raise ValueError(f"min_face_coverage must be in (0, 1], got {self.min_face_coverage}")
+
+
+@dataclass
+class Features:
+    """Encoder output for a batch of clips: per-token (B, N, D) and pooled (B, D) features."""
+
+    tokens: torch.Tensor
+    pooled: torch.Tensor
+
+
+class Predictor:
+    """A loaded model plus a face detector; see :func:`load`."""
+
+    def __init__(self, model: torch.nn.Module, detector: FaceDetector | None = None,
+                 options: PredictOptions | None = None, device: str | torch.device = "cpu") -> None:
+        from hi2m.model.classifier import VideoClassifier
+
+        self.model = model.to(device).eval()
+        self.device = torch.device(device)
+        self.cfg = model.cfg
+        self.is_classifier = isinstance(model, VideoClassifier)
+        self.class_names: tuple[str, ...] = tuple(getattr(model, "class_names", ()))
+        self._detector = detector
+        self.options = options or PredictOptions()
+        shape = (1, self.cfg.in_chans, 1, 1, 1)
+        self._mean = torch.tensor(self.cfg.pixel_mean).view(shape)
+        self._std = torch.tensor(self.cfg.pixel_std).view(shape)
+        self.timings: dict[str, float] = defaultdict(float)  # seconds per stage, summed over calls
+
+    @property
+    def detector(self) -> FaceDetector:
+        if self._detector is None:  # OpenCV only when a video is actually processed
+            self._detector = HaarFaceDetector()
+        return self._detector
+
+    # ---- model calls ------------------------------------------------------------------------
+    def normalise(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 (B, T, S, S, 3) -> normalised float (B, C, T, S, S) on the model's device."""
+        x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 4, 1, 2, 3).float().div_(255.0)  # (B, C, T, S, S)
+        return ((x - self._mean) / self._std).to(self.device)
+
+    @torch.inference_mode()
+    def classify(self, frames: np.ndarray) -> np.ndarray:
+        """Face crops uint8 (B, T, S, S, 3) -> class probabilities (B, K)."""
+        if not self.is_classifier:
+            raise TypeError("this model is a pretraining model (no classification head): "
+                            "predict needs a fine-tuned classifier; extract_features works on both")
+        logits = self.model(self.normalise(frames))  # (B, K)
+        return logits.float().softmax(dim=-1).cpu().numpy()
+
+    @torch.inference_mode()
+    def extract_features(self, clip: np.ndarray | torch.Tensor) -> Features:
+        """Encoder features of one clip or a batch.
+
+        ``clip``: uint8 frames (T, H, W, 3) or (B, T, H, W, 3), T = the model's num_frames (frames are
+        centre-cropped to a square and resized to the model's input size), or an already normalised
+        float tensor (B, C, T, S, S). Returns per-token features (B, N, D) (tokens in time-major order
+        over the (T', H', W') grid ``cfg.grid``) and the pooled feature (B, D) the classifier's head
+        sees (for a pretraining model: the mean of the encoder's tokens).
+        """
+        if isinstance(clip, torch.Tensor) and clip.is_floating_point():
+            video = clip.to(self.device)
+        else:
+            video = self.normalise(self._prepare_frames(np.asarray(clip)))
+        if self.is_classifier:
+            tokens, pooled = self.model.forward_features(video)  # (B, N, D), (B, D)
+        else:
+            tokens = self.model.encoder(video)  # (B, N, D)
+            pooled = tokens.mean(dim=1)  # (B, D)
+        return Features(tokens=tokens.cpu(), pooled=pooled.cpu())
+
+    def _prepare_frames(self, frames: np.ndarray) -> np.ndarray:
+        import cv2
+
+        if frames.ndim == 4:
+            frames = frames[None]
+        if frames.ndim != 5 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise ValueError(f"expected uint8 frames (T, H, W, 3) or (B, T, H, W, 3), got {frames.dtype} {frames.shape}")
+        if frames.shape[1] != self.cfg.num_frames:
+            raise ValueError(f"the model takes {self.cfg.num_frames} frames per clip, got {frames.shape[1]}")
+        s = self.cfg.image_size
+        h, w = frames.shape[2:4]
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        out = np.empty(frames.shape[:2] + (s, s, 3), dtype=np.uint8)  # (B, T, S, S, 3)
+        for b in range(frames.shape[0]):
+            for t in range(frames.shape[1]):
+                out[b, t] = cv2.resize(frames[b, t, top:top + side, left:left + side], (s, s),
+                                       interpolation=cv2.INTER_AREA if side > s else cv2.INTER_LINEAR)
+        return out
+
+    # ---- videos -------------------------------------------------------------------------------
+    def predict_video(self, path: str | Path) -> VideoResult:
+        """Predict expressions over a whole video. Raises :class:`hi2m.data.errors.DecodeError`
+        (naming the file) when it cannot be read; a video without a face gives status ``no_face``."""
+        if not self.is_classifier:
+            self.classify(np.zeros((0,)))  # raises the explanatory TypeError
+        run = _VideoRun(self, str(path))
+        return run.result()
+
+
+class _VideoRun:
+    """The state of one video's pass (see the module docstring for the algorithm)."""
+
+    def __init__(self, predictor: Predictor, path: str) -> None:
+        self.p = predictor
+        self.opts = predictor.options
+        self.path = path
+        self.T = predictor.cfg.num_frames
+        self.size = predictor.cfg.image_size
+        self.tracker = FaceTracker()
+        self.frame_index: list[int] = []  # per sampled frame k: source frame index
+        self.frame_time: list[float] = []  # per k: seconds
+        self.boxes: list[Box | None] = []  # per k: tracked box
+        self.crops: dict[int, np.ndarray | None] = {}  # k -> (S, S, 3) crop, released once used
+        self.pending: list[tuple[int, np.ndarray]] = []  # sampled frames waiting for the next detection
+        self.anchor: tuple[int, Box | None] | None = None  # last detection frame and its box
+        self.windows: list[WindowPrediction] = []
+        self.queue: list[tuple[WindowPrediction, np.ndarray]] = []
+        self.next_start = 0
+
+    # -- the pass ------------------------------------------------------------------------------
+    def result(self) -> VideoResult:
+        timings = self.p.timings
+        with SequentialVideo(self.path, threads=self.opts.decode_threads) as video:
+            fps = video.info.fps
+            self.stride = self.opts.stride or max(1, round(fps / self.opts.sample_fps))
+            self.hop = max(1, round(self.opts.hop * fps / self.stride))  # in sampled frames
+            self.frame_duration = 1.0 / fps
+            frames = video.frames(self.stride)
+            while True:
+                t0 = time.perf_counter()
+                item = next(frames, None)
+                timings["decode"] += time.perf_counter() - t0
+                if item is None:
+                    break
+                timings["frames"] += 1
+                index, t, rgb = item
+                if rgb is not None:
+                    self._add_sampled(index, t, rgb)
+            info = video.info.to_dict()
+            info["decoded_frames"] = index + 1
+            info["rotation"] = video.rotation
+        self._finish()
+        return self._result(info, fps)
+
+    def _add_sampled(self, index: int, t: float, rgb: np.ndarray) -> None:
+        k = len(self.frame_index)
+        self.frame_index.append(index)
+        self.frame_time.append(t)
+        self.boxes.append(None)
+        self.pending.append((k, rgb))
+        if k % self.opts.detect_every == 0:
+            self._resolve_pending()
+            self._emit_windows()
+
+    def _resolve_pending(self) -> None:
+        """Detect on the newest pending frame, then give every pending frame its box and crop."""
+        timings = self.p.timings
+        k_new, rgb_new = self.pending[-1]
+        t0 = time.perf_counter()
+        box_new = self.tracker.update(self.p.detector.detect(rgb_new))
+        timings["detect"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for k, rgb in self.pending:
+            if self.anchor is None or k == k_new:
+                box = box_new
+            else:
+                k_old, box_old = self.anchor
+                box = interpolate(box_old, box_new, (k - k_old) / (k_new - k_old))
+            self.boxes[k] = box
+            self.crops[k] = None if box is None else square_crop(rgb, box, self.opts.margin, self.size)
+        timings["crop"] += time.perf_counter() - t0
+        self.anchor = (k_new, box_new)
+        self.pending = []
+
+    def _emit_windows(self) -> None:
+        resolved = len(self.frame_index) - len(self.pending)
+        while self.next_start + self.T <= resolved:
+            self._window(list(range(self.next_start, self.next_start + self.T)))
+            self.next_start += self.hop
+        keep_from = min(self.next_start, resolved - self.T)  # the last T stay for the tail window
+        for k in [k for k in self.crops if k < keep_from]:
+            del self.crops[k]
+
+    def _finish(self) -> None:
+        if self.pending:
+            self._resolve_pending()
+        n = len(self.frame_index)
+        if n < self.T:  # shorter than one window: loop its frames
+            self._window([j % n for j in range(self.T)], looped=True)
+        else:
+            self._emit_windows()
+            if not self.windows or self.windows[-1].end_frame < self.frame_index[n - 1]:
+                self._window(list(range(n - self.T, n)))  # the tail window, aligned with the end
+        self._flush()
+
+    def _window(self, ks: list[int], looped: bool = False) -> None:
+        has = [self.crops.get(k) is not None for k in ks]
+        coverage = float(np.mean(has))
+        first, last = min(ks), max(ks)
+        w = WindowPrediction(
+            index=len(self.windows), start_frame=self.frame_index[first], end_frame=self.frame_index[last],
+            start_time=self.frame_time[first], end_time=self.frame_time[last] + self.frame_duration,
+            face=coverage >= self.opts.min_face_coverage, face_coverage=coverage, looped=looped,
+        )
+        self.windows.append(w)
+        if not w.face:
+            return
+        with_face = [i for i, h in enumerate(has) if h]
+        clip = []
+        for i, k in enumerate(ks):  # a frame without a face borrows the nearest face crop
+            src = k if has[i] else ks[min(with_face, key=lambda j: abs(j - i))]
+            clip.append(self.crops[src])
+        self.queue.append((w, np.stack(clip)))  # (T, S, S, 3)
+        if len(self.queue) >= self.opts.batch_size:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.queue:
+            return
+        t0 = time.perf_counter()
+        probs = self.p.classify(np.stack([clip for _, clip in self.queue]))  # (B, K)
+        self.p.timings["model"] += time.perf_counter() - t0
+        for (w, _), pr in zip(self.queue, probs):
+            w.probs = [float(v) for v in pr]
+            w.top = self.p.class_names[int(np.argmax(pr))]
+        self.queue = []
+
+    def _result(self, info: dict[str, Any], fps: float) -> VideoResult:
+        n_face = sum(w.face for w in self.windows)
+        if n_face == 0:
+            status = NO_FACE
+            message = (f"no face found: {len(self.frame_index)} sampled frames, detector run on every "
+                       f"{self.opts.detect_every}. sampled frame; no prediction")
+        elif n_face < len(self.windows):
+            status = PARTIAL
+            message = f"{len(self.windows) - n_face} of {len(self.windows)} windows without a face (face = false)"
+        else:
+            status, message = OK, ""
+        if self.windows and self.windows[0].looped:
+            message = (message + "; " if message else "") + (
+                f"video shorter than one window ({len(self.frame_index)} of {self.T} sampled frames): frames looped")
+        settings = asdict(self.p.options)
+        settings.update(stride=self.stride, hop_frames=self.hop * self.stride, window_frames=self.T,
+                        window_seconds=round(((self.T - 1) * self.stride + 1) / fps, 3))
+        result = VideoResult(
+            path=self.path, status=status, class_names=self.p.class_names, windows=self.windows, message=message,
+            info=info, frame_coverage=float(np.mean([b is not None for b in self.boxes])) if self.boxes else 0.0,
+            settings=settings, frame_boxes=list(zip(self.frame_index, self.boxes)),
+        )
+        return result
+
+
+def load(model_dir: str | Path, detector: FaceDetector | None = None, device: str = "cpu", **options: Any) -> Predictor:
+    """Load an hi2m model directory (``config.json`` + ``model.safetensors``) as a :class:`Predictor`.
+
+    ``options`` are :class:`PredictOptions` fields (``hop``, ``detect_every``...); ``detector`` any
+    object with ``detect(rgb_frame) -> list[Box]`` (default: OpenCV's Haar cascade).
+    """
+    from hi2m.model.io import load_pretrained
+
+    return Predictor(load_pretrained(model_dir, map_location=device), detector, PredictOptions(**options), device)

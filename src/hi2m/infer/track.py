@@ -1,0 +1,92 @@
+"""Following one face through a video: association, smoothing, interpolation, square crops.
+
+Detection runs on every ``detect_every``-th sampled frame. :class:`FaceTracker` turns the raw
+detections of those frames into one box per detection frame:
+
+* with no face tracked yet, it takes the **largest** detected face;
+* afterwards it keeps the detection that overlaps the tracked box best (IoU >= ``min_iou``), so the
+  crop does not jump to another person who happens to be larger for a moment;
+* the box is smoothed with an exponential moving average (``smoothing`` = weight of the old box);
+* when no detection overlaps the tracked face, the face counts as missed: it is held for
+  ``max_missed`` detection frames (bridging detector misses and one-off false positives), then the
+  tracker switches to the largest face detected in that frame, or to none.
+
+Frames between two detection frames get the linear interpolation of the two boxes
+(:func:`interpolate`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hi2m.infer.detect import Box, iou
+
+
+class FaceTracker:
+    """Pick and smooth one face box per detection frame (see the module docstring)."""
+
+    def __init__(self, min_iou: float = 0.3, smoothing: float = 0.4, max_missed: int = 1) -> None:
+        if not 0.0 <= smoothing < 1.0:
+            raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
+        self.min_iou = min_iou
+        self.smoothing = smoothing
+        self.max_missed = max_missed
+        self.box: Box | None = None
+        self.missed = 0
+
+    def update(self, detections: list[Box]) -> Box | None:
+        """Feed the detections of the next detection frame; returns the tracked box (or None)."""
+        if self.box is not None and detections:
+            overlaps = [iou(self.box, d) for d in detections]
+            best = int(np.argmax(overlaps))
+            if overlaps[best] >= self.min_iou:
+                self.missed = 0
+                self.box = blend(self.box, detections[best], self.smoothing)
+                return self.box
+        if self.box is not None:  # the tracked face was not found (maybe a false positive elsewhere)
+            self.missed += 1
+            if self.missed <= self.max_missed:
+                return self.box
+        self.missed = 0
+        self.box = max(detections, key=lambda d: d.area) if detections else None
+        return self.box
+
+
+def blend(old: Box, new: Box, weight_old: float) -> Box:
+    """Coordinate-wise ``weight_old * old + (1 - weight_old) * new`` (the new box's score)."""
+    a, b = weight_old, 1.0 - weight_old
+    return Box(a * old.x0 + b * new.x0, a * old.y0 + b * new.y0, a * old.x1 + b * new.x1, a * old.y1 + b * new.y1,
+               new.score)
+
+
+def interpolate(before: Box | None, after: Box | None, frac: float) -> Box | None:
+    """The box at ``frac`` in [0, 1] of the way from one detection frame to the next.
+
+    Both present: linear interpolation. One missing: the present box for the half of the gap
+    nearer to it, None for the other half (the face appears or leaves half-way).
+    """
+    if before is not None and after is not None:
+        return blend(before, after, 1.0 - frac)
+    if before is not None:
+        return before if frac < 0.5 else None
+    if after is not None:
+        return after if frac >= 0.5 else None
+    return None
+
+
+def square_crop(frame: np.ndarray, box: Box, margin: float, size: int) -> np.ndarray:
+    """A square around ``box`` (side = longer box side x (1 + margin), same centre), resized to
+    ``size`` x ``size``. Parts outside the frame are black. frame (H, W, 3) uint8 -> (size, size, 3)."""
+    import cv2
+
+    h, w = frame.shape[:2]
+    cx, cy = box.center
+    side = max(2, int(round(max(box.width, box.height) * (1.0 + margin))))
+    x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
+    x1, y1 = x0 + side, y0 + side
+    out = np.zeros((side, side, 3), dtype=np.uint8)  # (S, S, 3)
+    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if sx1 > sx0 and sy1 > sy0:
+        out[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = frame[sy0:sy1, sx0:sx1]
+    interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+    return cv2.resize(out, (size, size), interpolation=interp)  # (size, size, 3)

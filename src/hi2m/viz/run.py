@@ -1,0 +1,250 @@
+"""``hi2m visualize``: every figure a run directory (or a bare model directory) supports.
+
+* pretraining model: HRD importance / visible maps (Fig. 7, when ``mask_type`` is ``hrd``) and HSM
+  per-clip losses and weights (Fig. 8), on clips given as videos or drawn from the run's dataset;
+* fine-tuning run: the confusion matrix of ``metrics.json`` (Fig. 3) and a t-SNE of the pooled
+  features of the test clips listed in ``predictions.csv`` (Fig. 4);
+* pretraining run: the per-epoch loss statistics of ``loss_stats.csv`` (Table 10) as text and plot.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+
+@dataclass
+class Target:
+    """What was given: the model directory and, when there is one, its run directory."""
+
+    model_dir: Path | None
+    run_dir: Path | None
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve(path: str | Path) -> Target:
+    """A run directory (holding ``model/``), a model directory, or a model directory inside a run."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_dir():
+        raise FileNotFoundError(f"{p}: not a directory (give a run directory or a model directory)")
+    if (p / "config.json").is_file():
+        model_dir, run_dir = p, (p.parent if (p.parent / "config.yaml").is_file() else None)
+    elif (p / "model" / "config.json").is_file() or (p / "config.yaml").is_file():
+        model_dir = p / "model" if (p / "model" / "config.json").is_file() else None
+        run_dir = p
+    else:
+        raise FileNotFoundError(f"{p}: neither a run directory (config.yaml, model/) nor a model directory (config.json)")
+    config = {}
+    if run_dir is not None and (run_dir / "config.yaml").is_file():
+        config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    return Target(model_dir, run_dir, config)
+
+
+# ---- clips -----------------------------------------------------------------------------------
+
+def clip_transform(size: int, mean: Sequence[float], std: Sequence[float]):
+    """uint8 (T, H, W, 3) -> normalised float (C, T, size, size): shorter side to ``size``, centre crop."""
+    from hi2m.data.transforms import CenterCrop, Normalize, Resize, ToClipTensor, ToFloat
+
+    def apply(clip: np.ndarray, generator=None) -> torch.Tensor:
+        h, w = clip.shape[1:3]
+        scale = size / min(h, w)
+        x = ToFloat()(ToClipTensor()(clip))  # (C, T, H, W)
+        x = Resize((max(size, round(h * scale)), max(size, round(w * scale))))(x)
+        return Normalize(mean, std)(CenterCrop(size)(x))  # (C, T, S, S)
+
+    return apply
+
+
+def load_video_clips(paths: Sequence[str | Path], cfg, stride: int, windows: int = 1) -> torch.Tensor:
+    """``windows`` evenly spaced windows of each video (looped if short), normalised: (B, K, C, T, S, S)."""
+    from hi2m.data.sampling import eval_windows
+    from hi2m.data.video import open_clip_source, read_windows
+
+    transform = clip_transform(cfg.image_size, cfg.pixel_mean, cfg.pixel_std)
+    out = []
+    for path in paths:
+        with open_clip_source(path) as src:  # raises DecodeError naming the file
+            clips = read_windows(src, eval_windows(src.num_frames, cfg.num_frames, stride, windows))
+        out.append(torch.stack([transform(c) for c in clips]))  # (K, C, T, S, S)
+    return torch.stack(out)
+
+
+def dataset_clip_paths(config: dict[str, Any], split_key: str, limit: int) -> list[str]:
+    """The first ``limit`` clip paths of the run's dataset split (``data.<split_key>``)."""
+    from hi2m.data.adapters import build_dataset
+
+    d = config["data"]
+    ds = build_dataset(d["dataset"], d["root"], split=d[split_key], num_frames=d["num_frames"],
+                       stride=d["stride"], **dict(d.get("options") or {}))
+    return [r.path for r in ds.records[:limit]]
+
+
+def unnormalise(video: torch.Tensor, cfg) -> torch.Tensor:
+    """Normalised (..., C, T, H, W) -> [0, 1]."""
+    shape = (cfg.in_chans, 1, 1, 1)
+    return (video * torch.tensor(cfg.pixel_std).view(shape) + torch.tensor(cfg.pixel_mean).view(shape)).clamp(0, 1)
+
+
+# ---- pretraining figures ---------------------------------------------------------------------
+
+@torch.no_grad()
+def hrd_maps(model, video: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """HRD importance P and one visible-token draw from it, both (B, T', H', W') (visible as bool)."""
+    from hi2m.analysis import importance
+
+    probs = importance(model, video)  # (B, N)
+    g = torch.Generator().manual_seed(seed)
+    mask = model.masker(model.encoder.embed(video), g)
+    visible = ~mask.bool_masked  # (B, N)
+    grid = model.cfg.grid
+    return probs.view(-1, *grid), visible.view(-1, *grid)
+
+
+def pretraining_figures(model, clips: torch.Tensor, names: Sequence[str], out: Path, seed: int = 0) -> list[Path]:
+    """HRD figure per clip (HRD models only) and one HSM figure for the batch. clips (B, C, T, S, S)."""
+    from hi2m.viz.figures import hrd_figure
+    from hi2m.viz.plots import hsm_figure
+
+    cfg = model.cfg
+    written = []
+    if cfg.mask_type == "hrd":
+        probs, visible = hrd_maps(model, clips, seed)
+        for b, name in enumerate(names):
+            written.append(hrd_figure(unnormalise(clips[b], cfg), probs[b], visible[b], out / f"hrd_{b:02d}.png",
+                                      title=f"HRD: {name}"))
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        result = model(clips)
+    frames = unnormalise(clips, cfg)[:, :, cfg.num_frames // 2]  # (B, C, S, S) middle frames
+    written.append(hsm_figure(frames, result.sample_loss, result.weights, out / "hsm.png", names=names,
+                              title=f"HSM ({cfg.hsm_activation}, hsm={'on' if cfg.hsm else 'off'})"))
+    return written
+
+
+# ---- fine-tuning figures ---------------------------------------------------------------------
+
+def read_predictions(path: Path) -> tuple[list[str], list[int], list[str]]:
+    """(clip paths, target indices, class names) from a predictions.csv."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        names = [c[len("prob_"):] for c in reader.fieldnames or [] if c.startswith("prob_")]
+        rows = list(reader)
+    if not rows:
+        raise ValueError(f"{path}: no predictions")
+    return [r["clip"] for r in rows], [int(r["target"]) if r["target"] != "" else -1 for r in rows], names
+
+
+@torch.no_grad()
+def pooled_features(model, paths: Sequence[str], stride: int, windows: int = 2, batch: int = 8) -> np.ndarray:
+    """Pooled classifier features (N, D) of clips, averaged over ``windows`` evenly spaced windows."""
+    feats = []
+    for i in range(0, len(paths), batch):
+        clips = load_video_clips(paths[i:i + batch], model.cfg, stride, windows)  # (B, K, C, T, S, S)
+        b, k = clips.shape[:2]
+        _, pooled = model.forward_features(clips.flatten(0, 1))  # (B*K, D)
+        feats.append(pooled.view(b, k, -1).mean(1).numpy())
+    return np.concatenate(feats)
+
+
+def finetuning_figures(model, run_dir: Path, out: Path, stride: int, max_clips: int = 300) -> list[Path]:
+    from hi2m.viz.figures import confusion_figure
+    from hi2m.viz.plots import tsne_embedding, tsne_figure
+
+    written = []
+    metrics = run_dir / "metrics.json"
+    names = list(model.class_names)
+    if metrics.is_file():
+        m = json.loads(metrics.read_text())
+        written.append(confusion_figure(torch.tensor(m["confusion"]), names, out / "confusion.png",
+                                        title=f"UAR {100 * m['uar']:.1f}  WAR {100 * m['war']:.1f}"))
+    preds = run_dir / "predictions.csv"
+    if preds.is_file():
+        paths, targets, _ = read_predictions(preds)
+        paths, targets = paths[:max_clips], targets[:max_clips]
+        emb = tsne_embedding(pooled_features(model, paths, stride))
+        written.append(tsne_figure(emb, targets, names, out / "tsne.png",
+                                   title=f"t-SNE of pooled features, {len(paths)} test clips"))
+    return written
+
+
+# ---- losses ------------------------------------------------------------------------------
+
+def read_loss_stats(run_dir: Path) -> list[dict[str, float]]:
+    """Per-epoch rows of ``loss_stats.csv``, or the ``epoch/*`` columns of ``logs/metrics.csv``."""
+    path = run_dir / "loss_stats.csv"
+    rows: list[dict[str, float]] = []
+    if path.is_file():
+        with open(path, newline="") as f:
+            rows = [{k: float(v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(f)]
+    elif (run_dir / "logs" / "metrics.csv").is_file():
+        with open(run_dir / "logs" / "metrics.csv", newline="") as f:
+            for r in csv.DictReader(f):
+                stats = {k[len("epoch/"):]: float(v) for k, v in r.items() if k.startswith("epoch/") and v}
+                if stats and r.get("epoch"):
+                    rows.append({"epoch": float(r["epoch"]), **stats})
+    return rows
+
+
+def loss_figures(run_dir: Path, out: Path) -> list[Path]:
+    from hi2m.viz.plots import loss_stats_figure, loss_stats_table
+
+    rows = read_loss_stats(run_dir)
+    if not rows:
+        return []
+    table = out / "loss_stats.txt"
+    out.mkdir(parents=True, exist_ok=True)
+    table.write_text(loss_stats_table(rows))
+    return [table, loss_stats_figure(rows, out / "loss_stats.png")]
+
+
+def visualize(path: str | Path, out: str | Path | None = None, videos: Sequence[str] = (), num_clips: int = 6,
+              seed: int = 0) -> tuple[list[Path], list[str]]:
+    """Write every figure ``path`` supports; returns (files written, notes on what was skipped)."""
+    from hi2m.model.classifier import VideoClassifier
+    from hi2m.model.io import load_pretrained
+
+    target = resolve(path)
+    if out is None:
+        base = target.run_dir or target.model_dir
+        out = base / "figures"
+    out = Path(out)
+    written: list[Path] = []
+    notes: list[str] = []
+    data = target.config.get("data", {})
+    stride = int(data.get("stride", 4))
+    model = load_pretrained(target.model_dir) if target.model_dir is not None else None
+    if model is None:
+        notes.append("no model directory: model figures skipped")
+    elif isinstance(model, VideoClassifier):
+        if target.run_dir is None:
+            notes.append("a bare classifier directory: confusion / t-SNE need a run directory")
+        else:
+            written += finetuning_figures(model, target.run_dir, out, stride)
+    else:
+        if videos:
+            paths = list(videos)
+        elif target.config:
+            paths = dataset_clip_paths(target.config, "train_split", num_clips)
+        else:
+            paths = []
+            notes.append("pretraining model without a run config: give clips with --video for HRD / HSM figures")
+        if paths:
+            clips = load_video_clips(paths, model.cfg, stride)[:, 0]  # (B, C, T, S, S)
+            written += pretraining_figures(model, clips, [Path(p).name for p in paths], out, seed)
+            if model.cfg.mask_type != "hrd":
+                notes.append(f"mask_type is {model.cfg.mask_type!r}: no HRD figure")
+    if target.run_dir is not None:
+        losses = loss_figures(target.run_dir, out)
+        written += losses
+        if not losses and not isinstance(model, VideoClassifier):
+            notes.append("no loss_stats.csv or epoch statistics in logs/metrics.csv")
+    return written, notes
