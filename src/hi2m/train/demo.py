@@ -21,7 +21,7 @@ from hi2m.train.config import DEFAULTS, deep_merge
 
 # clips per split, epochs; "tiny" is for the test-suite only
 SCALES: dict[str, dict[str, Any]] = {
-    "full": dict(train=1050, val=210, test=350, pre_epochs=16, ft_epochs=12, region_clips=100),
+    "full": dict(train=700, val=140, test=280, pre_epochs=16, ft_epochs=10, region_clips=100),
     "quick": dict(train=350, val=70, test=140, pre_epochs=6, ft_epochs=6, region_clips=40),
     "tiny": dict(train=28, val=14, test=14, pre_epochs=1, ft_epochs=1, region_clips=4, frames=8, size=32),
 }
