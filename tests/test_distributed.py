@@ -1,7 +1,6 @@
 """HSM statistics over the global batch under torch.distributed (2 gloo processes on CPU)."""
 
 import os
-import socket
 
 import pytest
 import torch
@@ -9,19 +8,13 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from hi2m import objectives as obj
+from _dist import free_port, init_gloo
 
 LOSSES = [torch.tensor([0.2, 1.1, 0.4]), torch.tensor([2.5, 0.7])]  # ranks hold different batch sizes
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _worker(rank, port, out_dir):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
+    init_gloo(rank, port)
     try:
         local = LOSSES[rank].clone().requires_grad_()
         w = obj.hsm_weights(local, detach=False)
@@ -33,7 +26,7 @@ def _worker(rank, port, out_dir):
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not built")
 def test_hsm_weights_use_global_batch(tmp_path):
-    mp.start_processes(_worker, args=(_free_port(), str(tmp_path)), nprocs=2, start_method="spawn")
+    mp.start_processes(_worker, args=(free_port(), str(tmp_path)), nprocs=2, start_method="spawn")
     everyone = torch.cat(LOSSES)
     global_w = obj.hsm_weights(everyone)  # one process, the whole batch
     got = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]

@@ -3,7 +3,6 @@
 import csv
 import math
 import os
-import socket
 
 import pytest
 import torch
@@ -11,6 +10,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from hi2m.train import metrics as M
+from _dist import free_port, init_gloo
 
 K = 5
 ABSENT = 3  # never a ground-truth class in _data (but may be predicted)
@@ -201,15 +201,8 @@ def test_predictions_csv_round_trip(tmp_path):
 N_DIST = 23  # not divisible by the world size
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _worker(rank, port, out_dir):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
+    init_gloo(rank, port)
     try:
         preds, targets, logits = _data(n=N_DIST, seed=3)
         sampler = M.DistributedEvalSampler(N_DIST)  # rank and world from the process group
@@ -226,7 +219,7 @@ def _worker(rank, port, out_dir):
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not built")
 def test_all_reduce_over_two_gloo_ranks_equals_single_process(tmp_path):
-    mp.start_processes(_worker, args=(_free_port(), str(tmp_path)), nprocs=2, start_method="spawn")
+    mp.start_processes(_worker, args=(free_port(), str(tmp_path)), nprocs=2, start_method="spawn")
     preds, targets, _ = _data(n=N_DIST, seed=3)
     single = M.ConfusionMatrix(K)
     single.update(preds, targets)

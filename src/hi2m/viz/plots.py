@@ -9,17 +9,9 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from hi2m.viz.figures import _pyplot
+from hi2m.viz.figures import _pyplot, save_figure
 
 LOSS_GROUPS = (("L_R", "L_R (total)"), ("L_appearance", "appearance"), ("L_motion", "motion"))
-
-
-def _save(fig, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    _pyplot().close(fig)
-    return path
 
 
 def hsm_figure(frames: torch.Tensor, sample_loss: torch.Tensor, weights: torch.Tensor, path: str | Path,
@@ -52,8 +44,7 @@ def hsm_figure(frames: torch.Tensor, sample_loss: torch.Tensor, weights: torch.T
     ax.legend(fontsize=7)
     ax.set_xlabel("clips, easiest to hardest")
     fig.suptitle(title or "hard sample mining: per-clip loss and weight", fontsize=9)
-    fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def tsne_embedding(features: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -86,8 +77,7 @@ def tsne_figure(embedding: np.ndarray, labels: Sequence[int], class_names: Seque
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title or "t-SNE of clip features", fontsize=9)
-    fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def loss_stats_table(rows: Sequence[Mapping[str, float]]) -> str:
@@ -120,5 +110,4 @@ def loss_stats_figure(rows: Sequence[Mapping[str, float]], path: str | Path, tit
         ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
         ax.legend(fontsize=7)
     fig.suptitle(title or "reconstruction loss per epoch (Table 10)", fontsize=9)
-    fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
