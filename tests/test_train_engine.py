@@ -204,6 +204,7 @@ def test_demo_tiny(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "HI2M-pretrained" in text and "random init" in text
     assert 0.0 <= out["hrd_region_mass"] <= 1.0 and 0.0 < out["region_area_share"] < 1.0
+    assert 0.0 < out["hrd_entropy"] <= out["hrd_max_entropy"] + 1e-4
     for fig in out["figures"]:
         assert (tmp_path / "demo" / "figures").exists() and __import__("os").path.getsize(fig) > 1000
     assert json.loads((tmp_path / "demo" / "demo.json").read_text())["pretrained"]["war"] is not None

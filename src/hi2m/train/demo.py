@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,8 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, seed: int = 0, 
         "random_init": res_rand["result"].to_dict(),
         "hrd_region_mass": share["hrd"],
         "region_area_share": share["area"],
+        "hrd_entropy": share["entropy"],
+        "hrd_max_entropy": share["max_entropy"],
         "selection": res_pre["selected"],
         "seconds": time.perf_counter() - t0,
         "figures": [str(f) for f in figures],
@@ -117,21 +120,25 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, seed: int = 0, 
 def _region_share(out: Path, synth: dict[str, Any], n_clips: int) -> dict[str, float]:
     import torch
 
-    from hi2m.analysis import region_share
+    from hi2m.analysis import importance, region_share
     from hi2m.data.synthface import SynthFaceClips, SynthFaceConfig
     from hi2m.model.io import load_pretrained
 
     model = load_pretrained(out / "pretrain" / "model")
     clips = SynthFaceClips(SynthFaceConfig(**synth), "test")
     mean, std = model.pixel_mean[0], model.pixel_std[0]
-    hrd, area = [], []
+    hrd, area, entropy = [], [], []
     for i in range(min(n_clips, len(clips))):
         item = clips[i]
         video = ((item["video"] - mean) / std)[None]  # (1, C, T, H, W)
         h, a = region_share(model, video, item["region_mask"][None])
+        p = importance(model, video)  # (1, N)
         hrd.append(float(h))
         area.append(float(a))
-    return {"hrd": sum(hrd) / len(hrd), "area": sum(area) / len(area), "clips": len(hrd)}
+        entropy.append(float(-(p * p.log()).sum()))
+    n = len(hrd)
+    return {"hrd": sum(hrd) / n, "area": sum(area) / n, "clips": n, "entropy": sum(entropy) / n,
+            "max_entropy": math.log(model.cfg.num_tokens)}
 
 
 def _figures(out: Path, synth: dict[str, Any], res_pre, res_rand) -> list[Path]:
@@ -178,7 +185,9 @@ def format_demo(pre, rand, share: dict[str, float], selection: str) -> str:
         "",
         f"HRD: {100 * share['hrd']:.1f}% of the token-importance mass P lies on the expression regions, "
         f"which cover {100 * share['area']:.1f}% of the clip",
-        f"     (uniform random masking would put {100 * share['area']:.1f}% there; {share['clips']} test clips)",
+        f"     (uniform random masking would put {100 * share['area']:.1f}% there; {share['clips']} test clips);",
+        f"     policy entropy {share['entropy']:.3f} nats (uniform: {share['max_entropy']:.3f})",
+        f"chance level: UAR = WAR = {100 / k:.1f}%",
         f"model selection: {selection}",
     ]
     return "\n".join(lines)
