@@ -32,7 +32,7 @@ from hi2m.data.splits import (
     require_file,
     split_path_label,
 )
-from hi2m.data.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from hi2m.data.video import VIDEO_EXTENSIONS
 
 Builder = Callable[..., ClipDataset]
 DATASETS: dict[str, Builder] = {}

@@ -116,7 +116,6 @@ def apply_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None, defaults: dict | None = None) -> dict:
     """defaults < YAML file (``base:`` names another YAML file, relative to this one) < overrides."""
-    import yaml
 
     cfg = copy.deepcopy(defaults if defaults is not None else DEFAULTS)
     if path is not None:

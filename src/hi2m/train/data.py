@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset, Subset
 
 
 class SpatialViews:
@@ -102,20 +102,3 @@ def stratified_split(labels: list[int], fraction: float, seed: int) -> tuple[lis
         val += [members[j] for j in order[:k]]
     held = set(val)
     return [i for i in range(len(labels)) if i not in held], sorted(val)
-
-
-def loader(dataset: Dataset, cfg: dict[str, Any], train: bool, batch_size: int | None = None) -> DataLoader:
-    from hi2m.data.skipping import collate_skip_bad
-
-    d = cfg["data"]
-    workers = int(d["num_workers"])
-    return DataLoader(
-        dataset,
-        batch_size=batch_size or d["batch_size"],
-        shuffle=train,
-        drop_last=train,
-        num_workers=workers,
-        collate_fn=collate_skip_bad,
-        persistent_workers=workers > 0,
-        pin_memory=torch.cuda.is_available(),
-    )

@@ -118,7 +118,6 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, seed: int = 0, 
 
 
 def _region_share(out: Path, synth: dict[str, Any], n_clips: int) -> dict[str, float]:
-    import torch
 
     from hi2m.analysis import importance, region_share
     from hi2m.data.synthface import SynthFaceClips, SynthFaceConfig

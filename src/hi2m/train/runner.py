@@ -15,8 +15,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import math
-import os
 import statistics
 import time
 import warnings
