@@ -147,6 +147,35 @@ class FrameFolderSource(_SourceBase):
         return np.stack([loaded[int(i)] for i in idx])  # (T, H, W, 3)
 
 
+def open_video_stream(path: str, threads: int, thread_type: str = "AUTO") -> tuple[Any, Any]:
+    """Open ``path`` with PyAV and return (container, first video stream) with the decoder's threads set.
+
+    Any failure (empty file, no video stream, anything FFmpeg refuses) is a DecodeError naming the file;
+    the container is closed before raising.
+    """
+    import av
+
+    container = None
+    try:
+        if os.path.getsize(path) == 0:
+            raise DecodeError(path, "file is empty (0 bytes)")
+        container = av.open(path, mode="r")
+        if not container.streams.video:
+            raise DecodeError(path, "file has no video stream")
+        stream = container.streams.video[0]
+        stream.codec_context.thread_count = threads
+        stream.codec_context.thread_type = thread_type
+        return container, stream
+    except Exception as err:
+        if container is not None:
+            container.close()
+        if isinstance(err, DecodeError):
+            raise
+        if isinstance(err, (av.error.FFmpegError, OSError, ValueError)):
+            raise DecodeError(path, f"cannot open as a video ({err})") from err
+        raise
+
+
 class VideoFileSource(_SourceBase):
     """A video file decoded with PyAV (any container/codec FFmpeg can read).
 
@@ -163,8 +192,6 @@ class VideoFileSource(_SourceBase):
         self.frames_decoded = 0  # frames the decoder produced so far (for tests/benchmarks)
         self.fps: float | None = None
         try:
-            if os.path.getsize(self.path) == 0:
-                raise DecodeError(self.path, "file is empty (0 bytes)")
             self._open()
             self._index_packets()
         except DecodeError:
@@ -176,17 +203,10 @@ class VideoFileSource(_SourceBase):
 
     # -- opening and indexing -------------------------------------------------------
     def _open(self) -> None:
-        import av
-
         self.close()
-        self._container = av.open(self.path, mode="r")
-        streams = self._container.streams.video
-        if not streams:
-            raise DecodeError(self.path, "file has no video stream")
-        self._stream = streams[0]
-        codec = self._stream.codec_context
-        codec.thread_count = self._threads
-        codec.thread_type = "AUTO" if self._threads != 1 else "SLICE"
+        self._container, self._stream = open_video_stream(
+            self.path, self._threads, "AUTO" if self._threads != 1 else "SLICE"
+        )
 
     def _index_packets(self) -> None:
         """Demux the video stream once to learn frame timestamps and keyframes."""

@@ -14,6 +14,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from hi2m.data.errors import DecodeError
+from hi2m.data.video import open_video_stream
 
 DEFAULT_FPS = 30.0  # used only when a stream declares no frame rate
 
@@ -53,28 +54,11 @@ class SequentialVideo:
     """
 
     def __init__(self, path: str | os.PathLike[str], threads: int = 0) -> None:
-        import av
-
         self.path = str(path)
         self._container: Any = None
         if not os.path.isfile(self.path):
             raise DecodeError(self.path, "file does not exist")
-        if os.path.getsize(self.path) == 0:
-            raise DecodeError(self.path, "file is empty (0 bytes)")
-        try:
-            self._container = av.open(self.path, mode="r")
-            if not self._container.streams.video:
-                raise DecodeError(self.path, "file has no video stream")
-            self._stream = self._container.streams.video[0]
-            ctx = self._stream.codec_context
-            ctx.thread_count = threads
-            ctx.thread_type = "AUTO"
-        except DecodeError:
-            self.close()
-            raise
-        except (av.error.FFmpegError, OSError, ValueError) as err:
-            self.close()
-            raise DecodeError(self.path, f"cannot open as a video ({err})") from err
+        self._container, self._stream = open_video_stream(self.path, threads)
         rate = self._stream.average_rate or self._stream.guessed_rate
         ctx = self._stream.codec_context
         duration = None
