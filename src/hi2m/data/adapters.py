@@ -332,7 +332,8 @@ def synthetic(
     from hi2m.data.synthface import ensure_synthface
 
     data_root = Path(ensure_synthface(root, **(synthface or {})))
-    list_file = data_root / f"{split}.csv"
-    if not list_file.is_file():
-        raise LayoutError(list_file, f"SynthFace split file for {split!r} not found", "  <root>/{train,val,test}.csv")
+    list_file = f"{split}.csv"  # relative to data_root: joining it to a relative root twice was a bug
+    if not (data_root / list_file).is_file():
+        raise LayoutError(data_root / list_file, f"SynthFace split file for {split!r} not found",
+                          "  <root>/{train,val,test}.csv")
     return csv_dataset(data_root, split=split, list_file=list_file, **options)

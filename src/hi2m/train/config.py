@@ -122,7 +122,26 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, def
         cfg = deep_merge(cfg, _read_yaml(Path(path)))
     cfg = _numbers(apply_overrides(cfg, overrides or []))
     validate(cfg)
-    return cfg
+    return absolute_paths(cfg)
+
+
+# Config keys that hold file-system paths. A relative value means "relative to the current
+# directory when the command starts", as on any command line; it is made absolute once, here, so
+# nothing later joins it to another relative path, and the run's saved config.yaml still points at
+# the same files when the run is resumed or visualised from another directory.
+PATH_KEYS: tuple[tuple[str, str], ...] = (("run", "dir"), ("data", "root"), ("finetune", "pretrained"))
+
+
+def absolute_paths(cfg: dict[str, Any], cwd: str | Path | None = None) -> dict[str, Any]:
+    """A copy of ``cfg`` whose path keys (:data:`PATH_KEYS`) are absolute, resolved against ``cwd``
+    (default: the current directory). Idempotent; None values stay None."""
+    base = Path(cwd) if cwd is not None else Path.cwd()
+    out = copy.deepcopy(cfg)
+    for section, key in PATH_KEYS:
+        value = out.get(section, {}).get(key)
+        if value is not None:
+            out[section][key] = str((base / Path(value).expanduser()).absolute())
+    return out
 
 
 _SCIENTIFIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")

@@ -76,7 +76,7 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, seed: int = 0, 
     from hi2m.train.runner import finetune, pretrain
 
     scale = scale or ("quick" if quick else "full")
-    out = Path(out)
+    out = Path(out).absolute()  # relative to where the command starts; every path below derives from it
     if (out / "pretrain" / "checkpoints" / "last.ckpt").exists():
         raise FileExistsError(f"{out} already holds a demo run; choose another --out or delete it")
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 
 from hi2m.train import data as tdata
 from hi2m.train.callbacks import AtomicCheckpointIO, EpochAwareDataset, EpochSampler, Throughput
-from hi2m.train.config import deep_merge, dump_yaml, model_config
+from hi2m.train.config import absolute_paths, deep_merge, dump_yaml, model_config
 from hi2m.train.metrics import DistributedEvalSampler, format_report, write_predictions_csv
 from hi2m.train.optim import scaled_lr
 
@@ -179,7 +179,7 @@ def build_trainer(cfg: dict[str, Any], run_dir: Path, monitor: str | None, extra
 def _prepare(cfg: dict[str, Any], command: str, resume: str | Path | None) -> tuple[Path, Path | None]:
     pl.seed_everything(cfg["seed"], workers=True, verbose=False)
     if resume is not None:
-        run_dir = Path(resume)
+        run_dir = Path(resume).absolute()
         return run_dir, resume_point(run_dir)
     run_dir = run_dir_for(cfg, command)
     if (run_dir / "checkpoints" / "last.ckpt").exists():
@@ -196,6 +196,7 @@ def pretrain(cfg: dict[str, Any], resume: str | Path | None = None, extra_callba
     from hi2m.model.io import save_pretrained
     from hi2m.train.modules import PretrainModule
 
+    cfg = absolute_paths(cfg)
     run_dir, ckpt_path = _prepare(cfg, "pretrain", resume)
     mcfg = model_config(cfg)
     train_set = tdata.pretrain_dataset(cfg, mcfg)
@@ -265,6 +266,7 @@ def _class_names(dataset) -> tuple[str, ...]:
 
 def finetune(cfg: dict[str, Any], resume: str | Path | None = None, verbose: bool = True) -> dict[str, Any]:
     """Fine-tune (or linear-probe) on one split; with ``finetune.folds``, one run per fold and a summary."""
+    cfg = absolute_paths(cfg)
     folds = cfg["finetune"]["folds"]
     if folds:
         return _finetune_folds(cfg, folds)
@@ -349,6 +351,8 @@ def evaluate(cfg: dict[str, Any], model_dir: str | Path) -> Any:
     from hi2m.model.io import load_pretrained
     from hi2m.train.modules import FinetuneModule
 
+    cfg = absolute_paths(cfg)
+    model_dir = Path(model_dir).absolute()
     model = load_pretrained(model_dir)
     if not isinstance(model, VideoClassifier):
         raise ValueError(f"{model_dir} holds a pretraining model; evaluate needs a fine-tuned classifier")
