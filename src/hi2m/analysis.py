@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
 from hi2m.model import HI2M
-from hi2m.model.hrd import importance_distribution
+from hi2m.model.hrd import importance_distribution, sample_without_replacement
 
 
 @torch.no_grad()
@@ -32,3 +34,63 @@ def region_share(model: HI2M, video: torch.Tensor, region: torch.Tensor) -> tupl
     p = importance(model, video)  # (B, N)
     r = token_coverage(region, model.cfg.patch_size, model.cfg.tubelet_size)  # (B, N)
     return (p * r).sum(1), r.mean(1)
+
+
+# ---- HRD health: is the policy learning, and is it still sampling? ------------------------------
+
+
+def average_ranks(x: torch.Tensor) -> torch.Tensor:
+    """Ranks 1..M along the last dimension, ties sharing their average rank (as scipy's rankdata).
+    x (B, M) -> (B, M) float64. Pairwise, in chunks of rows: O(M^2) memory per row."""
+    out = []
+    for chunk in x.double().split(8):
+        less = (chunk[:, None, :] < chunk[:, :, None]).sum(-1)  # (b, M) values below each entry
+        equal = (chunk[:, None, :] == chunk[:, :, None]).sum(-1)  # (b, M) ties, itself included
+        out.append(less + 0.5 * (equal - 1) + 1)
+    return torch.cat(out)
+
+
+def spearman_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Spearman's rank correlation of each row of a with the same row of b; 0 for a constant row
+    (e.g. a uniform policy). a, b (B, M) -> (B,) float64."""
+    ra, rb = average_ranks(a), average_ranks(b)
+    ra, rb = ra - ra.mean(-1, keepdim=True), rb - rb.mean(-1, keepdim=True)
+    denom = (ra.pow(2).sum(-1) * rb.pow(2).sum(-1)).sqrt()  # (B,)
+    return torch.where(denom > 0, (ra * rb).sum(-1) / denom.clamp_min(1e-300), torch.zeros_like(denom))
+
+
+@torch.no_grad()
+def hrd_diagnostics(
+    log_probs: torch.Tensor,
+    masked: torch.Tensor,
+    token_loss: torch.Tensor,
+    num_visible: int,
+    generator: torch.Generator | None = None,
+) -> dict[str, float]:
+    """Health signals of the HRD policy on one batch (docs/paper-notes.md, HRD dynamics).
+
+    - ``entropy``: mean H(P) in nats; ``kl_uniform``: mean KL(P || uniform) = log N - H(P);
+    - ``spearman``: Spearman between log P (monotone in the policy's logits) and the detached
+      per-token losses over each clip's masked tokens, mean over clips: does P rank hard tokens high?
+    - ``loss_cv``: mean within-clip coefficient of variation of those token losses (how much there is to find);
+    - ``overlap``: mean share of tokens two independent visible-set draws from P have in common
+      (N_v / N for a uniform policy, 1 for a policy collapsed to a fixed top-k).
+    log_probs (B, N), masked (B, N_m) token indices, token_loss (B, N_m) -> floats.
+    """
+    log_probs = log_probs.detach().float()
+    B, N = log_probs.shape
+    entropy = -(log_probs.exp() * log_probs).sum(-1)  # (B,)
+    lp_masked = log_probs.gather(1, masked)  # (B, N_m)
+    tok = token_loss.detach().double()  # (B, N_m)
+    cv = tok.std(-1, unbiased=False) / tok.mean(-1).clamp_min(1e-12)  # (B,)
+    first = sample_without_replacement(log_probs, num_visible, generator)  # (B, N_v)
+    second = sample_without_replacement(log_probs, num_visible, generator)  # (B, N_v)
+    in_first = torch.zeros(B, N, dtype=torch.bool, device=log_probs.device).scatter_(1, first, True)
+    overlap = in_first.gather(1, second).float().mean(-1)  # (B,)
+    return {
+        "entropy": float(entropy.mean()),
+        "kl_uniform": float(math.log(N) - entropy.mean()),
+        "spearman": float(spearman_rows(lp_masked, tok).mean()),
+        "loss_cv": float(cv.mean()),
+        "overlap": float(overlap.mean()),
+    }

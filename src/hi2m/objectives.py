@@ -170,27 +170,81 @@ def gather_with_local_grad(x: torch.Tensor) -> torch.Tensor:
 # ---- Eq. 7-8: hard region discovery and the joint loss ---------------------------------------
 
 
+HRD_ADVANTAGES = ("none", "mean", "zscore")
+HRD_STD_EPS = 1e-6  # added to the per-clip std of the z-scored advantage
+
+
+def hrd_advantages(token_losses: torch.Tensor, masked: torch.Tensor, mode: str = "none",
+                   eps: float = HRD_STD_EPS) -> torch.Tensor:
+    """The reward each masked token carries in Eq. 7, detached; 0 on visible tokens.
+
+    ``none``: the token's reconstruction loss L_R^{i,j} itself (Eq. 7 as written). ``mean``: minus the
+    mean loss of the clip's masked tokens (a per-clip baseline). ``zscore``: that difference divided by
+    the population std of the clip's masked-token losses plus ``eps``. See docs/paper-notes.md (HRD
+    dynamics) for why the literal reward barely moves P and what the baselines change.
+    token_losses (B, N) (only masked entries are read), masked (B, N) bool -> (B, N) float32.
+    """
+    if mode not in HRD_ADVANTAGES:
+        raise ValueError(f"unknown HRD advantage {mode!r}; choose from {HRD_ADVANTAGES}")
+    m = masked.float()  # (B, N)
+    zero = torch.zeros((), device=token_losses.device)
+    reward = torch.where(masked, token_losses.detach().float(), zero)  # (B, N); visible entries never read
+    if mode == "none":
+        return reward
+    n = m.sum(dim=1, keepdim=True).clamp_min(1)  # (B, 1)
+    mean = reward.sum(dim=1, keepdim=True) / n  # (B, 1)
+    centred = (reward - mean) * m  # (B, N)
+    if mode == "mean":
+        return centred
+    std = (centred.pow(2).sum(dim=1, keepdim=True) / n).sqrt()  # (B, 1) population std
+    return centred / (std + eps)
+
+
 def hrd_loss(
     log_probs: torch.Tensor,
     token_losses: torch.Tensor,
     masked: torch.Tensor,
     reduction: str = "mean",
+    advantage: str = "none",
 ) -> torch.Tensor:
     """Eq. 7, the policy-gradient loss of hard region discovery (REINFORCE with reward L_R^{i,j}).
 
-    ``mean`` (default): mean over clips j of [ - mean over masked tokens i of log P_i^j * L_R^{i,j} ],
-    the normalisation AdaMAE tuned lambda = 1e-4 with; ``sum``: the paper's double sum.
-    The token losses are detached: no gradient of this term reaches the autoencoder through L_R.
+    ``mean`` (default): mean over clips j of [ - mean over masked tokens i of log P_i^j * A^{i,j} ],
+    the normalisation AdaMAE tuned lambda = 1e-4 with; ``sum``: the paper's double sum. The reward
+    A^{i,j} is L_R^{i,j} itself with ``advantage='none'`` (the paper) or a per-clip baseline of it
+    (:func:`hrd_advantages`). The token losses are detached: no gradient of this term reaches the
+    autoencoder through L_R.
     log_probs (B, N) = log P, token_losses (B, N) (only masked entries are read), masked (B, N) bool -> ().
     """
     m = masked.to(log_probs.dtype)  # (B, N)
-    reward = torch.where(masked, token_losses.detach().float(), torch.zeros((), device=log_probs.device))  # (B, N)
+    reward = hrd_advantages(token_losses, masked, advantage)  # (B, N), 0 on visible tokens
     per_clip = -(log_probs * reward * m).sum(dim=1)  # (B,)
     if reduction == "sum":
         return per_clip.sum()
     if reduction == "mean":
         return (per_clip / m.sum(dim=1).clamp_min(1)).mean()
     raise ValueError(f"unknown reduction {reduction!r}")
+
+
+def policy_entropy(log_probs: torch.Tensor) -> torch.Tensor:
+    """H(P) = -sum_i P_i log P_i per clip, in nats (log N for a uniform P). log_probs (B, N) -> (B,)."""
+    return -(log_probs.exp() * log_probs).sum(dim=-1)
+
+
+def hrd_objective(
+    log_probs: torch.Tensor,
+    token_losses: torch.Tensor,
+    masked: torch.Tensor,
+    reduction: str = "mean",
+    advantage: str = "none",
+    entropy_weight: float = 0.0,
+) -> torch.Tensor:
+    """What the policy minimises: L_HRD (Eq. 7, :func:`hrd_loss`) minus ``entropy_weight`` x the mean
+    entropy of P (an entropy bonus that keeps the sampling stochastic; 0 gives Eq. 7 alone). -> ()."""
+    loss = hrd_loss(log_probs, token_losses, masked, reduction, advantage)
+    if entropy_weight:
+        loss = loss - entropy_weight * policy_entropy(log_probs).mean()
+    return loss
 
 
 def joint_loss(l_hsm: torch.Tensor, l_hrd: torch.Tensor | None, lam: float = 1e-4) -> torch.Tensor:

@@ -15,6 +15,8 @@ MASK_TYPES = ("random", "tube", "hrd")
 TARGET_MODES = ("dual", "appearance", "motion", "pixel")
 HSM_ACTIVATIONS = ("softplus", "relu", "elu", "swish")
 REDUCTIONS = ("mean", "sum")
+HRD_ADVANTAGES = ("none", "mean", "zscore")
+HRD_HEAD_INITS = ("zero", "xavier")
 
 # Encoder sizes (width, depth, heads). "micro" exists for tests and CPU smoke runs.
 ENCODER_SIZES: dict[str, dict[str, int]] = {
@@ -67,6 +69,7 @@ class HI2MConfig:
     hrd_heads: int = 4
     hrd_uniform_mix: float = 1e-3  # share of the uniform distribution mixed into P (keeps P > 0)
     hrd_detach_input: bool = False  # True: L_HRD does not reach the patch embedding
+    hrd_head_init: str = "zero"  # "zero": P starts uniform; "xavier": AdaMAE's content-dependent start
 
     # objectives (Eq. 1-4, 7, 8)
     target: str = "dual"
@@ -76,6 +79,9 @@ class HI2MConfig:
     hsm_detach_weights: bool = True
     hrd_lambda: float = 1e-4
     hrd_reduction: str = "mean"
+    # reward in Eq. 7: "none" = L_R as written; "mean" / "zscore" = per-clip baselines (docs/paper-notes.md)
+    hrd_advantage: str = "mean"
+    hrd_entropy: float = 0.0  # beta: beta * H(P) is subtracted from L_HRD (keeps P from collapsing)
 
     extra: dict[str, Any] = field(default_factory=dict)  # free-form metadata (e.g. provenance)
 
@@ -87,6 +93,10 @@ class HI2MConfig:
         _check_choice("hsm_activation", self.hsm_activation, HSM_ACTIVATIONS)
         _check_choice("hsm_reduction", self.hsm_reduction, REDUCTIONS)
         _check_choice("hrd_reduction", self.hrd_reduction, REDUCTIONS)
+        _check_choice("hrd_advantage", self.hrd_advantage, HRD_ADVANTAGES)
+        _check_choice("hrd_head_init", self.hrd_head_init, HRD_HEAD_INITS)
+        if self.hrd_entropy < 0:
+            raise ValueError(f"hrd_entropy must be >= 0, got {self.hrd_entropy}")
         if self.num_frames % self.tubelet_size or self.image_size % self.patch_size:
             raise ValueError(
                 f"num_frames={self.num_frames} must be a multiple of tubelet_size={self.tubelet_size} "

@@ -61,13 +61,18 @@ class TokenImportanceNet(nn.Module):
         self.block = Block(cfg.hrd_dim, cfg.hrd_heads, mlp_ratio=4.0, qkv_bias=True, eps=cfg.norm_eps)
         self.norm = nn.LayerNorm(cfg.hrd_dim, eps=cfg.norm_eps)
         self.head = nn.Linear(cfg.hrd_dim, 1)
+        self.head_init = cfg.hrd_head_init
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """ViT init, except a zero head: the initial policy is uniform, i.e. plain random masking."""
+        """ViT init; the head per ``hrd_head_init``: ``zero`` makes the initial policy uniform (plain random
+        masking), ``xavier`` (AdaMAE) gives content-dependent logits from the first step."""
         init_vit_weights(self)
         trunc_normal_(self.pos_embed)
-        nn.init.zeros_(self.head.weight)
+        if self.head_init == "xavier":
+            nn.init.xavier_uniform_(self.head.weight)
+        else:
+            nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:

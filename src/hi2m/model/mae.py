@@ -25,7 +25,7 @@ class PretrainOutput:
 
     loss: torch.Tensor  # () L of Eq. 8, the value to backpropagate
     loss_hsm: torch.Tensor  # () L_HSM (Eq. 4); the plain mean of L_R when HSM is off
-    loss_hrd: torch.Tensor | None  # () L_HRD (Eq. 7), None when HRD is off
+    loss_hrd: torch.Tensor | None  # () L_HRD (Eq. 7, with the configured advantage and entropy bonus), None when HRD is off
     sample_loss: torch.Tensor  # (B,) L_R^i, detached
     sample_loss_appearance: torch.Tensor | None  # (B,) appearance part of L_R^i (dual target), detached
     sample_loss_motion: torch.Tensor | None  # (B,) motion part of L_R^i (dual target), detached
@@ -132,7 +132,8 @@ class HI2M(nn.Module):
         l_hrd = None
         if mask.log_probs is not None:
             full = torch.zeros_like(mask.log_probs).scatter(1, mask.masked, tok.detach())  # (B, N)
-            l_hrd = obj.hrd_loss(mask.log_probs, full, mask.bool_masked, cfg.hrd_reduction)
+            l_hrd = obj.hrd_objective(mask.log_probs, full, mask.bool_masked, cfg.hrd_reduction,
+                                      cfg.hrd_advantage, cfg.hrd_entropy)
         return PretrainOutput(
             loss=obj.joint_loss(l_hsm, l_hrd, cfg.hrd_lambda),
             loss_hsm=l_hsm,

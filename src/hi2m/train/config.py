@@ -45,6 +45,10 @@ DEFAULTS: dict[str, Any] = {
         "warmup_epochs": 5,
         "layer_decay": None,  # fine-tuning: 0.75
         "clip_grad": None,
+        # pretraining with HRD: the policy's lr is hrd_lr_scale x the autoencoder's at every step (Eq. 5's
+        # alpha); hrd_weight_decay None = weight_decay
+        "hrd_lr_scale": 1.0,
+        "hrd_weight_decay": None,
     },
     "trainer": {
         "accelerator": "auto",

@@ -16,7 +16,7 @@ from hi2m.model import HI2M
 from hi2m.model.classifier import VideoClassifier
 from hi2m.train.metrics import ConfusionMatrix
 from hi2m.train.mixup import Mixup, label_smoothing_cross_entropy, soft_target_cross_entropy
-from hi2m.train.optim import WarmupCosine, build_adamw, clip_grad_norm_and_check
+from hi2m.train.optim import GroupRule, WarmupCosine, build_adamw, clip_grad_norm_and_check
 
 log = logging.getLogger("hi2m")
 
@@ -48,10 +48,10 @@ class _Base(pl.LightningModule):
         self.skips = SkipTracker(max_share=run_cfg["data"]["max_bad_share"])
 
     # ---- optimiser and schedule ------------------------------------------------------------
-    def _optimizer(self, model: torch.nn.Module, layer_decay: float | None = None):
+    def _optimizer(self, model: torch.nn.Module, layer_decay: float | None = None, rules=()):
         o = self.run_cfg["optim"]
         return build_adamw(model, lr=self.lr, weight_decay=o["weight_decay"], betas=tuple(o["betas"]),
-                           layer_decay=layer_decay)
+                           layer_decay=layer_decay, rules=rules)
 
     def _raw_optimizer(self) -> torch.optim.Optimizer:
         opt = self.optimizers()
@@ -132,10 +132,14 @@ class PretrainModule(_Base):
         super().__init__(run_cfg, total_steps, lr)
         self.model = HI2M(model_cfg)
         self._epoch_rows: list[torch.Tensor] = []
+        self._epoch_hrd: list[dict[str, float]] = []
         self.epoch_stats: list[dict[str, float]] = []
 
     def configure_optimizers(self):
-        return self._optimizer(self.model)
+        o = self.run_cfg["optim"]
+        policy = GroupRule("masker.policy.", "hrd", lr_scale=float(o.get("hrd_lr_scale", 1.0)),
+                           weight_decay=o.get("hrd_weight_decay"))
+        return self._optimizer(self.model, rules=(policy,))
 
     def training_step(self, batch: dict[str, Any], batch_idx: int):
         size = self._track_skips(batch)
@@ -170,13 +174,25 @@ class PretrainModule(_Base):
             logs["train/L_R_motion"] = out.sample_loss_motion.mean()
         if out.loss_hrd is not None:
             logs["train/loss_hrd"] = out.loss_hrd.detach()
-            p = out.mask.log_probs.detach()
-            logs["train/hrd_entropy"] = -(p.exp() * p).sum(-1).mean()  # nats; log N for a uniform policy
+            if self.global_step % max(int(self.run_cfg["trainer"]["log_every_n_steps"]), 1) == 0:
+                diag = self._hrd_diagnostics(out)
+                self._epoch_hrd.append(diag)
+                logs.update({f"train/hrd_{k}": torch.tensor(v) for k, v in diag.items()})
         self.log_dict(logs, on_step=True, on_epoch=False, batch_size=batch_size)
         self.log("loss", out.loss.detach(), prog_bar=True, on_step=True, on_epoch=False, batch_size=batch_size)
 
+    def _hrd_diagnostics(self, out) -> dict[str, float]:
+        """Entropy, KL to uniform, Spearman(P, token loss), loss CV, visible-set overlap (hi2m.analysis);
+        the overlap's two extra draws use their own generator, so the run's random streams are untouched."""
+        from hi2m.analysis import hrd_diagnostics
+
+        gen = torch.Generator(device=self.device).manual_seed(
+            step_seed(self.run_cfg["seed"], self.global_step, self.global_rank) ^ 0x5EED)
+        return hrd_diagnostics(out.mask.log_probs, out.mask.masked, out.token_loss, out.mask.visible.shape[1], gen)
+
     def on_train_epoch_end(self) -> None:
         super().on_train_epoch_end()
+        hrd, self._epoch_hrd = self._epoch_hrd, []
         rows = torch.cat(self._epoch_rows) if self._epoch_rows else torch.zeros(0, 3)
         self._epoch_rows = []
         rows = self._gather_rows(rows)
@@ -187,6 +203,8 @@ class PretrainModule(_Base):
         for j, name in enumerate(names):
             col = rows[:, j]
             stats.update({f"{name}_mean": float(col.mean()), f"{name}_max": float(col.max()), f"{name}_min": float(col.min())})
+        if hrd:  # this rank's logged steps; the policy is the same on every rank
+            stats.update({f"hrd_{k}": sum(d[k] for d in hrd) / len(hrd) for k in hrd[0]})
         self.epoch_stats.append(stats)
         self.log_dict({f"epoch/{k}": v for k, v in stats.items() if k != "epoch"}, rank_zero_only=True)
 

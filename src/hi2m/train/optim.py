@@ -78,6 +78,18 @@ def infer_num_layers(model: nn.Module) -> int:
     return max(ids) + 1
 
 
+@dataclass(frozen=True)
+class GroupRule:
+    """Parameters whose (unwrapped) name starts with ``prefix`` get their own groups, with ``lr_scale`` on
+    top of any layer decay and their own ``weight_decay`` (None: the common one). Used for the HRD policy,
+    whose step size is the alpha of Eq. 5 (``optim.hrd_lr_scale``)."""
+
+    prefix: str
+    name: str
+    lr_scale: float = 1.0
+    weight_decay: float | None = None
+
+
 def param_groups(
     model: nn.Module,
     weight_decay: float,
@@ -85,6 +97,7 @@ def param_groups(
     layer_decay: float | None = None,
     num_layers: int | None = None,
     base_lr: float | None = None,
+    rules: Iterable[GroupRule] = (),
 ) -> list[dict]:
     """AdamW parameter groups: weight decay split, optional layer-wise lr decay.
 
@@ -95,20 +108,34 @@ def param_groups(
     - Groups with the same (decay, layer) are merged; group order follows the model's parameter order,
       so it is reproducible (optimizer state dicts match groups by position).
     - With ``base_lr``, each group also gets ``lr = base_lr * lr_scale``.
+    - ``rules``: the first :class:`GroupRule` whose prefix a name starts with puts the parameter in that
+      rule's groups (its lr scale multiplies, its weight decay replaces the common one where decay applies).
     Each group: ``{"params", "weight_decay", "lr_scale", "name"}`` (+ ``"lr"``).
     """
     keywords = tuple(no_decay_keywords)
+    rules = tuple(rules)
     if layer_decay is not None and num_layers is None:
         num_layers = infer_num_layers(model)
-    groups: dict[tuple[bool, int | None], dict] = {}
+    groups: dict[tuple[bool, int | None, int], dict] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        decay = uses_weight_decay(strip_wrappers(name), param, keywords)
+        bare = strip_wrappers(name)
+        decay = uses_weight_decay(bare, param, keywords)
         layer = layer_id(name, num_layers) if layer_decay is not None else None
-        key = (decay, layer)
+        rule = next((k for k, r in enumerate(rules) if bare.startswith(r.prefix)), -1)
+        key = (decay, layer, rule)
         if key not in groups:
-            groups[key] = _new_group(decay, layer, weight_decay, layer_decay, num_layers, base_lr)
+            group = _new_group(decay, layer, weight_decay, layer_decay, num_layers, None)
+            if rule >= 0:
+                r = rules[rule]
+                group["lr_scale"] *= r.lr_scale
+                group["name"] = f"{r.name}_{group['name']}"
+                if decay and r.weight_decay is not None:
+                    group["weight_decay"] = r.weight_decay
+            if base_lr is not None:
+                group["lr"] = base_lr * group["lr_scale"]
+            groups[key] = group
         groups[key]["params"].append(param)
     return list(groups.values())
 
@@ -144,12 +171,14 @@ def build_adamw(
     num_layers: int | None = None,
     fused: bool | None = None,
     eps: float = 1e-8,
+    rules: Iterable[GroupRule] = (),
 ) -> torch.optim.AdamW:
     """AdamW over :func:`param_groups`; every group starts at ``lr * lr_scale``.
 
     ``fused=None`` keeps torch's default implementation choice.
     """
-    groups = param_groups(model, weight_decay, layer_decay=layer_decay, num_layers=num_layers, base_lr=lr)
+    groups = param_groups(model, weight_decay, layer_decay=layer_decay, num_layers=num_layers, base_lr=lr,
+                          rules=rules)
     return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, fused=fused)
 
 
