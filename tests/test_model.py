@@ -204,3 +204,18 @@ def test_pretraining_reduces_loss_on_a_fixed_batch():
         opt.step()
         first = first if first is not None else float(out.sample_loss.mean())
     assert float(out.sample_loss.mean()) < 0.8 * first
+
+
+def test_hrd_head_init_zero_is_uniform_and_xavier_is_content_dependent():
+    from hi2m.analysis import importance
+
+    video = torch.randn(2, 3, 4, 32, 32)
+    for init, uniform in (("zero", True), ("xavier", False)):
+        torch.manual_seed(0)
+        model = HI2M(HI2MConfig.from_name("micro", hrd_head_init=init))
+        p = importance(model, video)  # (2, N)
+        assert torch.allclose(p, torch.full_like(p, 1 / p.shape[1])) == uniform, init
+    with pytest.raises(ValueError, match="hrd_head_init"):
+        HI2MConfig.from_name("micro", hrd_head_init="orthogonal")
+    with pytest.raises(ValueError, match="hrd_advantage"):
+        HI2MConfig.from_name("micro", hrd_advantage="rank")

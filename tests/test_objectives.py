@@ -184,3 +184,83 @@ def test_hrd_loss_ignores_unmasked_losses():
 def test_joint_loss():
     assert float(obj.joint_loss(torch.tensor(2.0), torch.tensor(30.0), 1e-2)) == pytest.approx(2.3)
     assert float(obj.joint_loss(torch.tensor(2.0), None, 1e-2)) == 2.0
+
+
+# ---- Eq. 7 with a per-clip baseline, and the entropy bonus ---------------------------------------
+
+
+def _loop_advantages(tok, masked, mode, eps=obj.HRD_STD_EPS):
+    B, N = tok.shape
+    out = [[0.0] * N for _ in range(B)]
+    for j in range(B):
+        vals = [float(tok[j, i]) for i in range(N) if masked[j, i]]
+        mean = sum(vals) / len(vals)
+        std = math.sqrt(sum((v - mean) ** 2 for v in vals) / len(vals))
+        for i in range(N):
+            if masked[j, i]:
+                a = float(tok[j, i])
+                out[j][i] = a if mode == "none" else (a - mean if mode == "mean" else (a - mean) / (std + eps))
+    return torch.tensor(out, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("mode", ["none", "mean", "zscore"])
+def test_hrd_advantages_match_loop(mode):
+    _, tok, masked = _hrd_inputs(seed=3)
+    got = obj.hrd_advantages(tok, masked, mode)
+    torch.testing.assert_close(got, _loop_advantages(tok.detach(), masked, mode), rtol=1e-12, atol=1e-12)
+    if mode != "none":  # a baseline: the masked rewards of every clip sum to zero
+        torch.testing.assert_close(got.sum(1), torch.zeros(3, dtype=torch.float64), rtol=0, atol=1e-12)
+    if mode == "zscore":
+        m = masked.double()
+        var = (got.pow(2) * m).sum(1) / m.sum(1)
+        torch.testing.assert_close(var, torch.ones(3, dtype=torch.float64), rtol=1e-4, atol=0)  # eps: 1 - 2 eps / std
+
+
+@pytest.mark.parametrize("mode", ["mean", "zscore"])
+def test_hrd_loss_with_baseline_matches_loop_and_its_gradient(mode):
+    log_p, tok, masked = _hrd_inputs(seed=4)
+    adv = _loop_advantages(tok.detach(), masked, mode)
+    got = obj.hrd_loss(log_p, tok, masked, "mean", advantage=mode)
+    want = sum(-sum(float(log_p.detach()[j, i]) * float(adv[j, i]) for i in range(10) if masked[j, i])
+               / int(masked[j].sum()) for j in range(3)) / 3
+    assert float(got) == pytest.approx(want, rel=1e-9)
+    got.backward()
+    counts = masked.sum(1, keepdim=True).double()
+    torch.testing.assert_close(log_p.grad, -adv / counts / 3)
+    poisoned = tok.detach().clone()
+    poisoned[~masked] = float("nan")  # visible tokens' losses are never read, baseline included
+    assert float(obj.hrd_loss(log_p, poisoned, masked, advantage=mode)) == pytest.approx(float(got))
+
+
+def test_mean_baseline_removes_the_pull_to_uniform():
+    """Through a softmax, Eq. 7's gradient on logit j is -(1/N_m)[L_j 1{j masked} - P_j sum_masked L]: the second
+    part pulls P to uniform. With the mean baseline the masked advantages sum to zero, so only the first remains."""
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(2, 12, generator=g, dtype=torch.float64, requires_grad=True)
+    tok = torch.rand(2, 12, generator=g, dtype=torch.float64) + 0.5
+    masked = torch.rand(2, 12, generator=g) < 0.7
+    n_m = masked.sum(1, keepdim=True).double()
+    p = torch.softmax(logits.detach(), -1)
+    for mode in ("none", "mean"):
+        logits.grad = None
+        obj.hrd_loss(torch.log_softmax(logits, -1), tok, masked, advantage=mode).backward()
+        a = _loop_advantages(tok, masked, mode)
+        want = -(a - p * a.sum(1, keepdim=True)) / n_m / 2  # batch mean over 2 clips
+        torch.testing.assert_close(logits.grad, want)
+        if mode == "mean":
+            torch.testing.assert_close(logits.grad, -a / n_m / 2)
+
+
+def test_policy_entropy_and_entropy_bonus():
+    log_p, tok, masked = _hrd_inputs(seed=6)
+    p = log_p.detach().exp()
+    h = [-sum(float(p[j, i]) * math.log(float(p[j, i])) for i in range(10)) for j in range(3)]
+    torch.testing.assert_close(obj.policy_entropy(log_p.detach()), torch.tensor(h, dtype=torch.float64))
+    uniform = torch.full((1, 10), -math.log(10), dtype=torch.float64)
+    assert float(obj.policy_entropy(uniform)) == pytest.approx(math.log(10))
+    base = obj.hrd_objective(log_p, tok, masked, advantage="mean", entropy_weight=0.0)
+    assert float(base) == pytest.approx(float(obj.hrd_loss(log_p, tok, masked, advantage="mean")))
+    bonus = obj.hrd_objective(log_p, tok, masked, advantage="mean", entropy_weight=0.25)
+    assert float(base - bonus) == pytest.approx(0.25 * sum(h) / 3, rel=1e-9)
+    with pytest.raises(ValueError, match="advantage"):
+        obj.hrd_advantages(tok, masked, "ranked")

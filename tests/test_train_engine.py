@@ -137,6 +137,32 @@ def test_resumed_pretraining_continues_exactly(synth_root, tmp_path):
         pretrain(tiny_cfg(synth_root, tmp_path, run={"name": "full"}))
 
 
+def test_pretraining_logs_hrd_health_and_gives_the_policy_its_lr(synth_root, tmp_path):
+    """Every logged step carries the HRD diagnostics; each epoch's summary lands in loss_stats.csv; the
+    policy's lr is optim.hrd_lr_scale x the autoencoder's at every logged step."""
+    import math
+
+    from hi2m.train.runner import pretrain
+
+    cfg = tiny_cfg(synth_root, tmp_path, run={"name": "hrd"}, optim={"hrd_lr_scale": 10.0},
+                   model={"size": "micro", "mask_ratio": 0.75, "hrd_advantage": "zscore", "hrd_entropy": 0.1})
+    pretrain(cfg)
+    with open(tmp_path / "hrd" / "logs" / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("train/hrd_kl_uniform")]
+    assert len(rows) >= 10  # 2 epochs x 7 steps, logged every step
+    n_tokens = (8 // 2) * (32 // 16) ** 2
+    for r in rows:
+        assert float(r["train/lr_hrd"]) == pytest.approx(10 * float(r["train/lr"]), rel=1e-5)
+        kl, entropy = float(r["train/hrd_kl_uniform"]), float(r["train/hrd_entropy"])
+        assert kl == pytest.approx(math.log(n_tokens) - entropy, abs=1e-5) and kl >= -1e-6
+        assert -1 <= float(r["train/hrd_spearman"]) <= 1 and 0 < float(r["train/hrd_overlap"]) <= 1
+        assert float(r["train/hrd_loss_cv"]) > 0
+    with open(tmp_path / "hrd" / "loss_stats.csv") as f:
+        stats = list(csv.DictReader(f))
+    for key in ("hrd_kl_uniform", "hrd_spearman", "hrd_overlap", "hrd_loss_cv", "hrd_entropy"):
+        assert all(math.isfinite(float(r[key])) for r in stats), key
+
+
 def test_nan_losses_are_skipped_then_stop_the_run(synth_root, tmp_path, monkeypatch):
     from hi2m.model.mae import HI2M
     from hi2m.train.runner import pretrain

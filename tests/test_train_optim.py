@@ -268,3 +268,27 @@ def test_clip_half_precision_overflow_and_empty():
     norm, finite = O.clip_grad_norm_and_check([p], max_norm=None)
     assert finite and norm == pytest.approx(120000.0, rel=1e-3)
     assert O.clip_grad_norm_and_check([nn.Parameter(torch.zeros(2))], max_norm=1.0) == (0.0, True)
+
+
+def test_group_rule_gives_the_hrd_policy_its_own_lr_and_weight_decay():
+    from hi2m.model import HI2M, HI2MConfig
+
+    model = HI2M(HI2MConfig.from_name("micro", num_frames=4, image_size=32))
+    rule = O.GroupRule("masker.policy.", "hrd", lr_scale=10.0, weight_decay=0.0)
+    opt = O.build_adamw(model, lr=1e-3, weight_decay=0.05, rules=(rule,))
+    where = _group_of(opt.param_groups)
+    policy = {id(p) for p in model.hrd_parameters()}
+    assert policy and len(policy) < len(list(model.parameters()))
+    for name, p in model.named_parameters():
+        g = where[id(p)][0]
+        if id(p) in policy:
+            assert g["name"].startswith("hrd_") and g["lr_scale"] == 10.0 and g["weight_decay"] == 0.0, name
+        else:
+            assert not g["name"].startswith("hrd_") and g["lr_scale"] == 1.0, name
+    sched = O.WarmupCosine(total_steps=50, warmup_steps=5, base_lr=1e-3)
+    for step in (0, 3, 5, 20, 49):  # alpha = scale x the autoencoder's lr at every step of the schedule
+        lr = sched.apply(opt, step)
+        for g in opt.param_groups:
+            assert g["lr"] == pytest.approx(lr * (10.0 if g["name"].startswith("hrd_") else 1.0))
+    kept = O.param_groups(model, 0.05, rules=(O.GroupRule("masker.policy.", "hrd", lr_scale=2.0),))
+    assert {g["weight_decay"] for g in kept if g["name"] == "hrd_decay"} == {0.05}  # None keeps the common one

@@ -44,8 +44,8 @@ def average_ranks(x: torch.Tensor) -> torch.Tensor:
     x (B, M) -> (B, M) float64. Pairwise, in chunks of rows: O(M^2) memory per row."""
     out = []
     for chunk in x.double().split(8):
-        less = (chunk[:, None, :] < chunk[:, :, None]).sum(-1)  # (b, M) values below each entry
-        equal = (chunk[:, None, :] == chunk[:, :, None]).sum(-1)  # (b, M) ties, itself included
+        less = (chunk[:, None, :] < chunk[:, :, None]).sum(-1).double()  # (b, M) values below each entry
+        equal = (chunk[:, None, :] == chunk[:, :, None]).sum(-1).double()  # (b, M) ties, itself included
         out.append(less + 0.5 * (equal - 1) + 1)
     return torch.cat(out)
 

@@ -182,13 +182,14 @@ def hrd_advantages(token_losses: torch.Tensor, masked: torch.Tensor, mode: str =
     mean loss of the clip's masked tokens (a per-clip baseline). ``zscore``: that difference divided by
     the population std of the clip's masked-token losses plus ``eps``. See docs/paper-notes.md (HRD
     dynamics) for why the literal reward barely moves P and what the baselines change.
-    token_losses (B, N) (only masked entries are read), masked (B, N) bool -> (B, N) float32.
+    token_losses (B, N) (only masked entries are read), masked (B, N) bool -> (B, N), float32 or float64.
     """
     if mode not in HRD_ADVANTAGES:
         raise ValueError(f"unknown HRD advantage {mode!r}; choose from {HRD_ADVANTAGES}")
-    m = masked.float()  # (B, N)
-    zero = torch.zeros((), device=token_losses.device)
-    reward = torch.where(masked, token_losses.detach().float(), zero)  # (B, N); visible entries never read
+    dtype = torch.promote_types(token_losses.dtype, torch.float32)  # float32, or float64 when given float64
+    m = masked.to(dtype)  # (B, N)
+    zero = torch.zeros((), device=token_losses.device, dtype=dtype)
+    reward = torch.where(masked, token_losses.detach().to(dtype), zero)  # (B, N); visible entries never read
     if mode == "none":
         return reward
     n = m.sum(dim=1, keepdim=True).clamp_min(1)  # (B, 1)

@@ -174,6 +174,9 @@ class PretrainModule(_Base):
             logs["train/L_R_motion"] = out.sample_loss_motion.mean()
         if out.loss_hrd is not None:
             logs["train/loss_hrd"] = out.loss_hrd.detach()
+            hrd_lrs = [g["lr"] for g in self._raw_optimizer().param_groups if g["name"].startswith("hrd_")]
+            if hrd_lrs:
+                logs["train/lr_hrd"] = torch.tensor(hrd_lrs[0])  # alpha of Eq. 5 at this step
             if self.global_step % max(int(self.run_cfg["trainer"]["log_every_n_steps"]), 1) == 0:
                 diag = self._hrd_diagnostics(out)
                 self._epoch_hrd.append(diag)
