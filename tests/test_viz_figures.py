@@ -99,7 +99,7 @@ def test_pretraining_run_figures_from_its_dataset(runs, tmp_path):
     from hi2m.cli import main
 
     assert main(["visualize", str(runs["pre"]), "--out", str(tmp_path), "--num-clips", "4"]) == 0
-    for name in ["hrd_00.png", "hrd_03.png", "hsm.png", "loss_stats.png"]:
+    for name in ["hrd_00.png", "hrd_03.png", "hsm.png", "loss_stats.png", "hrd_health.png"]:
         pixels(tmp_path / name)
     table = (tmp_path / "loss_stats.txt").read_text().splitlines()
     assert len(table) == 3  # header + 2 epochs
@@ -152,3 +152,14 @@ def test_tsne_separates_separated_clusters_and_figure_follows_labels(tmp_path):
     one = plots.tsne_figure(emb, labels, ["x", "y"], tmp_path / "1.png")
     two = plots.tsne_figure(emb, labels[::-1], ["x", "y"], tmp_path / "2.png")
     assert differs(one, two)
+
+
+def test_hrd_health_over_training_follows_the_logs(runs, tmp_path):
+    rows = vrun.read_hrd_health(runs["pre"])
+    assert [r["step"] for r in rows] == sorted(r["step"] for r in rows) and len(rows) >= 10  # logged every step
+    for r in rows:
+        assert set(r) >= {"step", "kl_uniform", "spearman", "overlap", "loss_cv", "entropy"}
+    changed = [dict(r) for r in rows]
+    changed[-1]["spearman"] = 0.9
+    assert differs(plots.hrd_health_figure(rows, tmp_path / "a.png", uniform_overlap=0.25),
+                   plots.hrd_health_figure(changed, tmp_path / "b.png", uniform_overlap=0.25))

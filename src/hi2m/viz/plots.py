@@ -12,6 +12,8 @@ import torch
 from hi2m.viz.figures import _pyplot, save_figure
 
 LOSS_GROUPS = (("L_R", "L_R (total)"), ("L_appearance", "appearance"), ("L_motion", "motion"))
+HRD_HEALTH = (("kl_uniform", "KL(P || uniform), nats"), ("spearman", "Spearman(P, token loss)"),
+              ("overlap", "overlap of two visible draws"), ("loss_cv", "token-loss CV within a clip"))
 
 
 def hsm_figure(frames: torch.Tensor, sample_loss: torch.Tensor, weights: torch.Tensor, path: str | Path,
@@ -110,4 +112,27 @@ def loss_stats_figure(rows: Sequence[Mapping[str, float]], path: str | Path, tit
         ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
         ax.legend(fontsize=7)
     fig.suptitle(title or "reconstruction loss per epoch (Table 10)", fontsize=9)
+    return save_figure(fig, path)
+
+
+def hrd_health_figure(rows: Sequence[Mapping[str, float]], path: str | Path, uniform_overlap: float | None = None,
+                      title: str = "") -> Path:
+    """HRD's health over training, one panel per diagnostic (hi2m.analysis.hrd_diagnostics) against the
+    step: is P learning where reconstruction is hard (Spearman), leaving uniform (KL), still sampling
+    (overlap well below 1; ``uniform_overlap`` = N_v / N is drawn for reference)?"""
+    plt = _pyplot()
+    steps = np.array([float(r["step"]) for r in rows])
+    fig, axes = plt.subplots(1, len(HRD_HEALTH), figsize=(12, 3.0))
+    for ax, (key, label) in zip(axes, HRD_HEALTH):
+        values = np.array([float(r.get(key, np.nan)) for r in rows])
+        ax.plot(steps, values, lw=1.2)
+        if key == "overlap" and uniform_overlap is not None:
+            ax.axhline(uniform_overlap, color="grey", ls="--", lw=0.8, label="uniform")
+            ax.axhline(1.0, color="red", ls=":", lw=0.8, label="collapsed")
+            ax.legend(fontsize=7)
+        if key == "spearman":
+            ax.axhline(0.0, color="grey", ls="--", lw=0.8)
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("step")
+    fig.suptitle(title or "HRD policy health", fontsize=9)
     return save_figure(fig, path)

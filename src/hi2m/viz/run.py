@@ -206,6 +206,36 @@ def loss_figures(run_dir: Path, out: Path) -> list[Path]:
     return [table, loss_stats_figure(rows, out / "loss_stats.png")]
 
 
+def read_hrd_health(run_dir: Path) -> list[dict[str, float]]:
+    """The ``train/hrd_*`` diagnostics of every logged step, from ``logs/metrics.csv`` and the logs of
+    resumed sessions (``logs/resume-*/``), sorted by step (a resumed session's rows win)."""
+    by_step: dict[float, dict[str, float]] = {}
+    logs = [run_dir / "logs" / "metrics.csv"] + sorted((run_dir / "logs").glob("resume-*/metrics.csv"))
+    for path in logs:
+        if not path.is_file():
+            continue
+        with open(path, newline="") as f:
+            for r in csv.DictReader(f):
+                vals = {k[len("train/hrd_"):]: float(v) for k, v in r.items() if k.startswith("train/hrd_") and v}
+                if vals and r.get("step"):
+                    by_step[float(r["step"])] = {"step": float(r["step"]), **vals}
+    return [by_step[k] for k in sorted(by_step)]
+
+
+def hrd_health_figures(run_dir: Path, out: Path) -> list[Path]:
+    from hi2m.viz.plots import hrd_health_figure
+
+    rows = read_hrd_health(run_dir)
+    if not rows:
+        return []
+    model = run_dir / "model" / "config.json"
+    uniform = None
+    if model.is_file():
+        ratio = json.loads(model.read_text()).get("model", {}).get("mask_ratio")
+        uniform = None if ratio is None else 1.0 - float(ratio)  # ~N_v / N
+    return [hrd_health_figure(rows, out / "hrd_health.png", uniform_overlap=uniform)]
+
+
 def visualize(path: str | Path, out: str | Path | None = None, videos: Sequence[str] = (), num_clips: int = 6,
               seed: int = 0) -> tuple[list[Path], list[str]]:
     """Write every figure ``path`` supports; returns (files written, notes on what was skipped)."""
@@ -244,7 +274,7 @@ def visualize(path: str | Path, out: str | Path | None = None, videos: Sequence[
                 notes.append(f"mask_type is {model.cfg.mask_type!r}: no HRD figure")
     if target.run_dir is not None:
         losses = loss_figures(target.run_dir, out)
-        written += losses
+        written += losses + hrd_health_figures(target.run_dir, out)
         if not losses and not isinstance(model, VideoClassifier):
             notes.append("no loss_stats.csv or epoch statistics in logs/metrics.csv")
     return written, notes
