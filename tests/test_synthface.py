@@ -364,3 +364,44 @@ def test_write_refuses_a_foreign_non_empty_folder(tmp_path):
     with pytest.raises(FileExistsError):
         write_synthface(tmp_path, SynthFaceConfig(**TINY), workers=1)
     assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+# --------------------------------------------------------------------------- presets and talking
+
+
+def test_talking_moves_only_the_mouth_and_leaves_everything_else_as_it_was():
+    quiet, talking = SynthFaceConfig(**TINY, **CALM), SynthFaceConfig(**TINY, **CALM, talking=1.0)
+    moved = 0
+    for index in range(4):
+        a, b = generate_clip(quiet, "train", index), generate_clip(talking, "train", index)
+        assert sample_spec(quiet, "train", index).identity == sample_spec(talking, "train", index).identity
+        mouth = (a.region_parts == PART_IDS["mouth"]) | (b.region_parts == PART_IDS["mouth"])  # (T, H, W)
+        # a band around the mouth (antialiased edges, the dark interior) may change; nothing else
+        band = torch.nn.functional.max_pool2d(torch.from_numpy(mouth).float()[:, None], 7, 1, 3)[:, 0].numpy() > 0
+        diff = np.abs(a.frames.astype(int) - b.frames.astype(int)).max(-1)  # (T, H, W)
+        assert diff[~band].max() == 0
+        moved += int(diff[band].max() > 20)
+        assert b.difficulty["talking"] > 0 and a.difficulty["talking"] == 0
+    assert moved >= 3  # the mouth really moves in most clips
+
+
+def test_presets_mirror_voxceleb2_and_dfew():
+    vox = SynthFaceConfig.from_preset("voxceleb2", **TINY)
+    dfew = SynthFaceConfig.from_preset("dfew", **TINY)
+    assert vox.talking == 1.0 and vox.background_motion == 0.0 and vox.occlusion_prob == 0.0
+    assert dfew == SynthFaceConfig(**TINY)  # the DFEW-like preset is the generator's full nuisance
+    big = np.mean([generate_clip(vox, "train", i).region_masks.mean() for i in range(6)])
+    small = np.mean([generate_clip(dfew, "train", i).region_masks.mean() for i in range(6)])
+    assert big > 1.4 * small  # face fills the frame: its regions cover ~1.3^2 more of it
+    with pytest.raises(ValueError, match="preset"):
+        SynthFaceConfig.from_preset("ferv")
+    with pytest.raises(ValueError, match="talking"):
+        SynthFaceConfig(talking=2.0)
+
+
+def test_ensure_synthface_takes_a_preset(tmp_path):
+    from hi2m.data.synthface import read_marker
+
+    root = ensure_synthface(tmp_path / "vox", preset="voxceleb2", workers=1, **TINY)
+    marker = read_marker(root)
+    assert marker["config"]["talking"] == 1.0 and marker["config"]["face_scale"] == 1.3

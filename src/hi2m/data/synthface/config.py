@@ -48,6 +48,8 @@ class SynthFaceConfig:
     noise: float = 10.0  # largest sensor-noise std in gray levels (0..255)
     low_intensity_share: float = 0.2  # share of clips with a weak (low-intensity) apex
     blink_prob: float = 0.2  # share of clips with a class-unrelated blink
+    face_scale: float = 1.0  # multiplies the face size (1.3: the face fills the frame, as VoxCeleb2 crops)
+    talking: float = 0.0  # amplitude of class-unrelated speech-like mouth opening (0 = off)
     version: str = SYNTHFACE_VERSION
 
     def __post_init__(self) -> None:
@@ -61,6 +63,17 @@ class SynthFaceConfig:
         for name in ("occlusion_prob", "low_intensity_share", "blink_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1]")
+        if not 0.5 <= self.face_scale <= 1.5:
+            raise ValueError(f"face_scale must be in [0.5, 1.5], got {self.face_scale}")
+        if not 0.0 <= self.talking <= 1.0:
+            raise ValueError(f"talking must be in [0, 1], got {self.talking}")
+
+    @classmethod
+    def from_preset(cls, preset: str, **overrides: Any) -> "SynthFaceConfig":
+        """A config from one of :data:`PRESETS` (``voxceleb2``, ``dfew``), then ``overrides``."""
+        if preset not in PRESETS:
+            raise ValueError(f"unknown SynthFace preset {preset!r}; choose one of {sorted(PRESETS)}")
+        return cls(**{**PRESETS[preset], **overrides})
 
     def count(self, split: str) -> int:
         """Number of clips in ``split``."""
@@ -79,6 +92,25 @@ class SynthFaceConfig:
     def replace(self, **changes: Any) -> "SynthFaceConfig":
         """Copy with some fields changed."""
         return dataclasses.replace(self, **changes)
+
+
+# Presets that mirror the paper's two kinds of data (docs/synthface.md, "Presets"). Chosen by what those
+# datasets look like, never tuned to a downstream result.
+PRESETS: dict[str, dict[str, Any]] = {
+    # VoxCeleb2's face crops (the pretraining data): the face fills the frame, head and background nearly
+    # still, people talk and blink; no occluders, clean video, expressions mostly mild.
+    "voxceleb2": dict(face_scale=1.3, head_motion=0.15, background_motion=0.0, lighting_change=0.2,
+                      occlusion_prob=0.0, noise=2.0, low_intensity_share=0.5, blink_prob=0.6, talking=1.0),
+    # DFEW / FERV39K (movie clips in the wild): the generator's full nuisance.
+    "dfew": dict(face_scale=1.0, head_motion=1.0, background_motion=1.0, lighting_change=1.0,
+                 occlusion_prob=0.3, noise=10.0, low_intensity_share=0.2, blink_prob=0.2, talking=0.0),
+}
+
+
+def synthface_config(preset: str | None = None, **fields: Any) -> SynthFaceConfig:
+    """A :class:`SynthFaceConfig` from an optional preset name and field overrides (what the ``synthetic``
+    dataset's ``synthface`` option and ``ensure_synthface`` accept)."""
+    return SynthFaceConfig.from_preset(preset, **fields) if preset else SynthFaceConfig(**fields)
 
 
 def check_split(split: str) -> None:

@@ -223,6 +223,13 @@ def sample_scene(rng: np.random.Generator, config: SynthFaceConfig) -> dict[str,
     blink_draw = rng.random()
     blink = {"present": float(blink_draw < config.blink_prob), "frame": rng.uniform(0, 1)}
     noise_draw = rng.random()
+    # drawn last, so the draws above (and every clip made before the knob existed) stay the same
+    talk = {
+        "amp": config.talking * rng.uniform(0.3, 0.8),  # peak extra mouth opening
+        "rate": rng.uniform(0.08, 0.2),  # syllables per frame: 2-5 Hz at 25 fps
+        "phase": rng.uniform(0, 2 * math.pi),
+        "jitter": rng.uniform(0.0, 0.6, 4).tolist(),  # uneven syllable strengths
+    }
     return {
         "head": head,
         "background": background,
@@ -230,4 +237,18 @@ def sample_scene(rng: np.random.Generator, config: SynthFaceConfig) -> dict[str,
         "occluder": occluder,
         "blink": blink,
         "noise_sigma": config.noise * noise_draw**2,
+        "talk": talk,
     }
+
+
+def talking_track(scene: dict[str, Any], num_frames: int) -> np.ndarray:
+    """Class-unrelated speech-like mouth opening per frame, in [0, amp]: rectified syllable pulses
+    whose strengths vary slowly. Shape (T,); zeros when the ``talking`` knob is 0."""
+    talk = scene["talk"]
+    if talk["amp"] <= 0:
+        return np.zeros(num_frames)
+    t = np.arange(num_frames, dtype=np.float64)  # (T,)
+    pulses = np.clip(np.sin(2 * math.pi * talk["rate"] * t + talk["phase"]), 0.0, None)  # (T,)
+    j = talk["jitter"]
+    strength = 1.0 - j[0] * (0.5 + 0.5 * np.sin(0.37 * t + 6 * j[1])) - j[2] * (0.5 + 0.5 * np.sin(0.11 * t + 6 * j[3]))
+    return talk["amp"] * pulses * np.clip(strength, 0.2, 1.0)

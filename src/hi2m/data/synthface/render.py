@@ -10,7 +10,7 @@ import numpy as np
 
 from hi2m.data.synthface.config import SynthFaceConfig
 from hi2m.data.synthface.face import draw_face, region_parts
-from hi2m.data.synthface.params import ClipSpec, au_tracks, sample_spec
+from hi2m.data.synthface.params import ClipSpec, au_tracks, sample_spec, talking_track
 from hi2m.data.synthface.raster import Canvas, Pose, coverage
 
 
@@ -45,7 +45,7 @@ def head_pose(spec: ClipSpec, config: SynthFaceConfig) -> Pose:
     cx = size * (0.5 + head["offset_x"] + path(head["amp_x"], head["phase_x"]))
     cy = size * (0.5 + head["offset_y"] + path(head["amp_y"], head["phase_y"]))
     angle = 0.5 * path(head["amp_rot"], head["phase_rot"])
-    radius = size * spec.identity["face_radius"] * (1.0 + head["scale_drift"] * t)
+    radius = size * spec.identity["face_radius"] * config.face_scale * (1.0 + head["scale_drift"] * t)
     return Pose(cx=cx, cy=cy, radius=radius, angle=angle)
 
 
@@ -137,7 +137,9 @@ def render_spec(spec: ClipSpec, config: SynthFaceConfig) -> SynthClip:
     num_frames, size = config.num_frames, config.size
     pose = head_pose(spec, config)
     canvas = Canvas(draw_background(num_frames, size, spec.scene["background"]), pose)
-    tracks = {k: v.astype(np.float32)[:, None, None] for k, v in au_tracks(spec.expression, num_frames).items()}
+    au = au_tracks(spec.expression, num_frames)
+    au["mouth_open"] = np.clip(au["mouth_open"] + talking_track(spec.scene, num_frames), 0.0, 1.0)
+    tracks = {k: v.astype(np.float32)[:, None, None] for k, v in au.items()}
     draw_face(canvas, spec.identity, tracks, blink_track(spec, num_frames))
     image = canvas.image  # (3, T, H, W)
     parts = region_parts(canvas, spec.identity)  # (T, H, W)
@@ -195,6 +197,7 @@ def difficulty_record(
         "lighting_change": abs(light["gain_change"]) + 0.1 * abs(light["angle_change"]),
         "background_speed": spec.scene["background"]["speed"] * config.size,  # px per frame
         "blink": spec.scene["blink"]["present"],
+        "talking": spec.scene["talk"]["amp"],
     }
     parts = [
         (1.0 - record["intensity"]) / 0.7,

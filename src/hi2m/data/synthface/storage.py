@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from hi2m.data.labels import DFER_CLASSES
-from hi2m.data.synthface.config import SPLITS, SynthFaceConfig, check_split
+from hi2m.data.synthface.config import SPLITS, SynthFaceConfig, check_split, synthface_config
 from hi2m.data.synthface.face import PART_IDS
 from hi2m.data.synthface.render import SynthClip, generate_clip
 
@@ -263,9 +263,10 @@ def is_complete(root: str | os.PathLike, config: SynthFaceConfig) -> bool:
 def ensure_synthface(root: str | os.PathLike, *, workers: int = 2, **config_overrides: Any) -> Path:
     """Return ``root``, generating SynthFace there first if missing, incomplete or different.
 
-    ``config_overrides`` are :class:`SynthFaceConfig` fields (e.g. ``num_train=700``).
+    ``config_overrides`` are :class:`SynthFaceConfig` fields (e.g. ``num_train=700``), optionally with
+    ``preset`` (``voxceleb2`` or ``dfew``) whose values the other fields override.
     """
-    config = SynthFaceConfig(**config_overrides)
+    config = synthface_config(**config_overrides)
     if is_complete(root, config):
         return Path(root)
     return write_synthface(root, config, workers=workers)
