@@ -405,3 +405,68 @@ def test_ensure_synthface_takes_a_preset(tmp_path):
     root = ensure_synthface(tmp_path / "vox", preset="voxceleb2", workers=1, **TINY)
     marker = read_marker(root)
     assert marker["config"]["talking"] == 1.0 and marker["config"]["face_scale"] == 1.3
+
+
+# --------------------------------------------------------------------------- the unlabelled stream
+
+
+def test_stream_never_repeats_a_clip_is_deterministic_and_wraps_a_pool():
+    from hi2m.data.synthface import SynthFaceStream, generate_stream_clip
+
+    cfg = SynthFaceConfig(**TINY)
+    stream = SynthFaceStream(cfg, clips_per_epoch=6)
+    seen = {}
+    for epoch in range(3):
+        stream.set_epoch(epoch)
+        for i in range(6):
+            item = stream[i]
+            assert item["label"] == -1 and item["video"].shape == (3, 8, 48, 48)
+            seen[item["index"]] = item["video"]
+    assert sorted(seen) == list(range(18))  # 3 epochs, 18 different clips
+    hashes = {hash(v.numpy().tobytes()) for v in seen.values()}
+    assert len(hashes) == 18
+    again = generate_stream_clip(cfg, 7).frames
+    np.testing.assert_array_equal(frames_of(seen[7]), again)
+    split_clip = generate_clip(cfg, "train", 7).frames
+    assert not np.array_equal(split_clip, again)  # the stream is disjoint from the labelled splits
+    pooled = SynthFaceStream(cfg, clips_per_epoch=6, pool=4)
+    pooled.set_epoch(1)
+    assert [pooled[i]["index"] for i in range(6)] == [2, 3, 0, 1, 2, 3]
+    labels = [generate_stream_clip(cfg, k).label for k in range(70)]
+    assert len(set(labels)) == 7  # a random class per clip: every expression occurs
+
+
+def frames_of(video: torch.Tensor) -> np.ndarray:
+    return (video.permute(1, 2, 3, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def test_stream_pretraining_through_the_engine_with_workers(tmp_path):
+    """``data.dataset: synthface-stream``: the run pretrains on clips rendered in 2 DataLoader workers,
+    never the same clip twice (the stream indices of the run's batches are all different)."""
+    from hi2m.train.config import DEFAULTS, deep_merge
+    from hi2m.train.runner import pretrain
+
+    cfg = deep_merge(DEFAULTS, {
+        "model": {"size": "micro", "mask_ratio": 0.75},
+        "data": {"dataset": "synthface-stream", "root": str(tmp_path / "unused"), "num_frames": 8, "stride": 1,
+                 "image_size": 32, "batch_size": 4, "num_workers": 2,
+                 "options": {"clips_per_epoch": 12, "synthface": {"preset": "voxceleb2", "size": 32}}},
+        "optim": {"epochs": 2, "warmup_epochs": 0, "base_lr": 1e-3, "lr_scaling": "none"},
+        "trainer": {"accelerator": "cpu", "devices": 1, "log_every_n_steps": 1, "enable_progress_bar": False},
+        "run": {"dir": str(tmp_path / "runs"), "name": "stream"},
+    })
+    import lightning.pytorch as pl
+
+    class Record(pl.Callback):
+        indices: list[int] = []
+
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            self.indices += batch["index"].tolist()
+
+    out = pretrain(cfg, extra_callbacks=[Record()])
+    assert len(out["epoch_stats"]) == 2 and (out["model_dir"] / "model.safetensors").is_file()
+    assert sorted(Record.indices) == list(range(24))  # 2 epochs x 12 clips, every one new
+    assert not (tmp_path / "unused").exists()  # nothing written for the data
+    bad = deep_merge(cfg, {"data": {"num_frames": 4}, "run": {"name": "bad"}})
+    with pytest.raises(ValueError, match="num_frames"):
+        pretrain(deep_merge(bad, {"data": {"options": {"synthface": {"num_frames": 8}}}}))

@@ -337,3 +337,37 @@ def synthetic(
         raise LayoutError(data_root / list_file, f"SynthFace split file for {split!r} not found",
                           "  <root>/{train,val,test}.csv")
     return csv_dataset(data_root, split=split, list_file=list_file, **options)
+
+
+@register_dataset("synthface-stream")
+def synthface_stream(
+    root: Path,
+    split: str | None = None,
+    synthface: dict[str, Any] | None = None,
+    clips_per_epoch: int = 2048,
+    pool: int | None = None,
+    transform: Any = None,
+    repeats: int = 1,
+    seed: int = 0,
+    **options: Any,
+):
+    """Endless unlabelled SynthFace for pretraining (``SynthFaceStream``): rendered on the fly in the
+    DataLoader workers, nothing on disk (``root`` and ``split`` are unused); ``clips_per_epoch`` new clips
+    every epoch, or a finite set of ``pool`` clips. ``synthface`` holds the generator's options
+    (``preset: voxceleb2`` ...). The model's ``num_frames`` must equal ``synthface.num_frames``."""
+    from hi2m.data.synthface import synthface_config
+    from hi2m.data.synthface.dataset import SynthFaceStream
+
+    opts = dict(synthface or {})
+    num_frames = options.pop("num_frames", None)
+    options.pop("stride", None)
+    options.pop("train", None)
+    if num_frames is not None:
+        opts.setdefault("num_frames", num_frames)
+        if opts["num_frames"] != num_frames:
+            raise ValueError(f"synthface-stream: data.num_frames={num_frames} but synthface.num_frames="
+                             f"{opts['num_frames']}; the stream renders exactly the frames the model sees")
+    if options:
+        raise ValueError(f"synthface-stream: unknown option(s) {sorted(options)}")
+    return SynthFaceStream(synthface_config(**opts), clips_per_epoch, transform, pool=pool, repeats=repeats,
+                           seed=seed)

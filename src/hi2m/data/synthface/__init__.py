@@ -14,15 +14,17 @@ from __future__ import annotations
 from typing import Any
 
 from hi2m.data.synthface.config import (
+    PRESETS,
     SPLITS,
     SYNTHFACE_VERSION,
     SynthFaceConfig,
     clip_label,
     split_labels,
+    synthface_config,
 )
 from hi2m.data.synthface.face import PART_IDS
 from hi2m.data.synthface.params import AU_NAMES, PROTOTYPES, ClipSpec, au_vector, sample_spec
-from hi2m.data.synthface.render import SynthClip, generate_clip, render_spec
+from hi2m.data.synthface.render import SynthClip, generate_clip, generate_stream_clip, render_spec
 from hi2m.data.synthface.storage import (
     ensure_synthface,
     is_complete,
@@ -36,6 +38,7 @@ from hi2m.data.synthface.storage import (
 __all__ = [
     "AU_NAMES",
     "PART_IDS",
+    "PRESETS",
     "PROTOTYPES",
     "SPLITS",
     "SYNTHFACE_VERSION",
@@ -43,10 +46,12 @@ __all__ = [
     "SynthClip",
     "SynthFaceClips",
     "SynthFaceConfig",
+    "SynthFaceStream",
     "au_vector",
     "clip_label",
     "ensure_synthface",
     "generate_clip",
+    "generate_stream_clip",
     "is_complete",
     "load_occlusion",
     "load_region_masks",
@@ -55,12 +60,13 @@ __all__ = [
     "render_spec",
     "sample_spec",
     "split_labels",
+    "synthface_config",
     "write_synthface",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("SynthFaceClips", "frames_to_tensor"):
+    if name in ("SynthFaceClips", "SynthFaceStream", "frames_to_tensor"):
         from hi2m.data.synthface import dataset
 
         return getattr(dataset, name)

@@ -21,6 +21,7 @@ _SALT = 0x5F3A_CE11
 _SPLIT_CODES = {"train": 1, "val": 2, "test": 3}
 _LABEL_STREAM = 0xA1
 _CLIP_STREAM = 0xC1
+_UNLABELLED_STREAM = 0xD1  # the endless unlabelled pretraining stream
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,13 @@ def clip_seed_sequence(config: SynthFaceConfig, split: str, index: int) -> np.ra
     """Seed of one clip, derived from (seed, split, index) only, so clips are independent."""
     check_split(split)
     return np.random.SeedSequence([_SALT, _CLIP_STREAM, config.seed, _SPLIT_CODES[split], index])
+
+
+def stream_seed_sequence(config: SynthFaceConfig, index: int) -> np.random.SeedSequence:
+    """Seed of clip ``index`` (any integer >= 0) of the unlabelled stream; disjoint from every split."""
+    if index < 0:
+        raise IndexError(f"stream index must be >= 0, got {index}")
+    return np.random.SeedSequence([_SALT, _UNLABELLED_STREAM, config.seed, index])
 
 
 @functools.lru_cache(maxsize=32)

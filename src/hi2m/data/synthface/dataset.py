@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import Dataset
 
 from hi2m.data.synthface.config import SynthFaceConfig, check_split
-from hi2m.data.synthface.render import generate_clip
+from hi2m.data.synthface.render import generate_clip, generate_stream_clip
 
 
 def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
@@ -52,3 +52,54 @@ class SynthFaceClips(Dataset):
             "region_mask": torch.from_numpy(clip.region_masks),  # (T, H, W) bool
         }
         return self.transform(item) if self.transform else item
+
+
+class SynthFaceStream(Dataset):
+    """Endless unlabelled SynthFace for pretraining, rendered on the fly in whichever process reads it
+    (DataLoader workers included); nothing touches the disk.
+
+    An epoch has ``clips_per_epoch`` items; item ``i`` of epoch ``e`` (set with :meth:`set_epoch`, as the
+    training engine does) is clip ``e * clips_per_epoch + i`` of the stream, so pretraining never sees the
+    same clip twice. ``pool`` (optional) wraps the stream index modulo ``pool`` clips: a finite
+    unlabelled set of that size, for studying how much unlabelled data pretraining needs.
+
+    Items: ``{"video": transform(frames) or float (C, T, H, W) in [0, 1], "label": -1, "index": stream
+    index, "path": "synthface-stream:<index>"}``; ``transform(uint8 (T, H, W, 3), generator)`` as for
+    :class:`hi2m.data.dataset.ClipDataset`; ``repeats`` > 1 stacks that many transformed views (R, C, T, H, W).
+    """
+
+    def __init__(self, config: SynthFaceConfig, clips_per_epoch: int, transform: Callable | None = None,
+                 pool: int | None = None, repeats: int = 1, seed: int = 0) -> None:
+        if clips_per_epoch <= 0:
+            raise ValueError(f"clips_per_epoch must be positive, got {clips_per_epoch}")
+        if pool is not None and pool <= 0:
+            raise ValueError(f"pool must be positive or None, got {pool}")
+        self.config, self.clips_per_epoch, self.transform = config, int(clips_per_epoch), transform
+        self.pool, self.repeats, self.seed, self.epoch = pool, int(repeats), int(seed), 0
+
+    def __len__(self) -> int:
+        return self.clips_per_epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def stream_index(self, index: int) -> int:
+        k = self.epoch * self.clips_per_epoch + index
+        return k % self.pool if self.pool else k
+
+    @property
+    def labels(self) -> list[int]:
+        return [-1] * self.clips_per_epoch
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        k = self.stream_index(index)
+        frames = generate_stream_clip(self.config, k).frames  # (T, H, W, 3) uint8
+        if self.transform is None:
+            video = frames_to_tensor(frames)  # (C, T, H, W)
+        else:
+            g = torch.Generator().manual_seed((self.seed * 0x9E3779B1 + k * 0xC2B2AE35) % (2**63))
+            views = [self.transform(frames, g) for _ in range(self.repeats)]
+            video = views[0] if self.repeats == 1 else torch.stack(views)
+        return {"video": video, "label": -1, "index": k, "path": f"synthface-stream:{k}"}

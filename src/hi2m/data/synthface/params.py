@@ -15,7 +15,13 @@ from typing import Any
 import numpy as np
 
 from hi2m.data.labels import DFER_CLASSES
-from hi2m.data.synthface.config import SynthFaceConfig, check_split, clip_label, clip_seed_sequence
+from hi2m.data.synthface.config import (
+    SynthFaceConfig,
+    check_split,
+    clip_label,
+    clip_seed_sequence,
+    stream_seed_sequence,
+)
 
 # Facial "action units" driven by the expression, each with an apex intensity in [0, 1].
 AU_NAMES: tuple[str, ...] = (
@@ -72,17 +78,23 @@ class ClipSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _children(config: SynthFaceConfig, split: str, index: int) -> list[np.random.Generator]:
-    """Four independent generators: expression, identity, scene, pixel noise."""
-    seq = clip_seed_sequence(config, split, index)
-    return [np.random.default_rng(child) for child in seq.spawn(4)]
-
-
 def sample_spec(config: SynthFaceConfig, split: str, index: int) -> ClipSpec:
     """Draw the parameters of clip ``index`` of ``split`` (no rendering)."""
     check_split(split)
-    label = clip_label(config, split, index)
-    rng_expr, rng_id, rng_scene, rng_noise = _children(config, split, index)
+    return spec_from_seed(config, clip_seed_sequence(config, split, index), clip_label(config, split, index))
+
+
+def sample_stream_spec(config: SynthFaceConfig, index: int) -> ClipSpec:
+    """Clip ``index`` of the endless unlabelled stream (pretraining): its own seed, a uniform random class."""
+    return spec_from_seed(config, stream_seed_sequence(config, index), label=None)
+
+
+def spec_from_seed(config: SynthFaceConfig, seq: np.random.SeedSequence, label: int | None) -> ClipSpec:
+    """The clip's parameters from its seed: independent child generators for the expression, identity,
+    scene and pixel noise (children 0-3) and, when ``label`` is None, a uniform class (child 4)."""
+    rng_expr, rng_id, rng_scene, rng_noise, rng_label = [np.random.default_rng(child) for child in seq.spawn(5)]
+    if label is None:
+        label = int(rng_label.integers(len(DFER_CLASSES)))
     return ClipSpec(
         label=label,
         expression=sample_expression(rng_expr, label, config),

@@ -10,7 +10,7 @@ import numpy as np
 
 from hi2m.data.synthface.config import SynthFaceConfig
 from hi2m.data.synthface.face import draw_face, region_parts
-from hi2m.data.synthface.params import ClipSpec, au_tracks, sample_spec, talking_track
+from hi2m.data.synthface.params import ClipSpec, au_tracks, sample_spec, sample_stream_spec, talking_track
 from hi2m.data.synthface.raster import Canvas, Pose, coverage
 
 
@@ -213,3 +213,8 @@ def difficulty_record(
 def generate_clip(config: SynthFaceConfig, split: str, index: int) -> SynthClip:
     """Generate clip ``index`` of ``split`` from (config.seed, split, index) alone."""
     return render_spec(sample_spec(config, split, index), config)
+
+
+def generate_stream_clip(config: SynthFaceConfig, index: int) -> SynthClip:
+    """Clip ``index`` (any integer >= 0) of the endless unlabelled stream, from (config.seed, index) alone."""
+    return render_spec(sample_stream_spec(config, index), config)
