@@ -11,6 +11,8 @@ held-out test clips at the end:
   region  P-mass on the expression regions / their area share (1 = what uniform masking gives)
   overlap share of tokens two independent visible-set draws have in common (0.25 uniform, 1 collapsed)
   rec     held-out reconstruction loss under uniform random masking, relative to tube masking's
+  reg/rest  that per-token loss on the expression-region tokens / on the others (coverage-weighted):
+          is reconstruction hard where the expression is? (--preset voxceleb2 / dfew / the demo's data)
 
 Settings: the issue's grid (advantage none / mean / zscore x policy lr scale 1 / 10 x head init zero /
 xavier, no entropy bonus), entropy-bonus rows, and tube masking as the comparison run. Each finished run
@@ -35,9 +37,11 @@ import numpy as np
 
 MODEL = dict(embed_dim=128, depth=4, num_heads=4, decoder_dim=64, decoder_depth=2, decoder_heads=2,
              hrd_dim=32, hrd_heads=2, mask_ratio=0.75, num_frames=16, image_size=64, patch_size=16)
-# the demo's SynthFace (milder nuisance than the generator's defaults)
+# the demo's SynthFace (milder nuisance than the generator's defaults), or a preset (--preset)
 SYNTH = dict(num_frames=16, size=64, head_motion=0.3, background_motion=0.3, occlusion_prob=0.15, noise=4.0,
              low_intensity_share=0.1)
+PRESETS = {"demo": SYNTH, "voxceleb2": dict(preset="voxceleb2", num_frames=16, size=64),
+           "dfew": dict(preset="dfew", num_frames=16, size=64)}
 LR, BATCH, WARMUP = 1.5e-3, 16, 20
 
 
@@ -60,26 +64,33 @@ def grids() -> dict[str, dict[str, dict]]:
 
 # ---- data ---------------------------------------------------------------------------------------
 
-def clip_pool(cache: Path, split: str, count: int) -> dict[str, np.ndarray]:
-    """SynthFace clips rendered once and kept as uint8 arrays (video (n, C, T, H, W), regions (n, T, H, W))."""
-    from hi2m.data.synthface import SynthFaceClips, SynthFaceConfig
+def clip_pool(cache: Path, split: str, count: int, synth: dict = SYNTH) -> dict[str, np.ndarray]:
+    """SynthFace clips rendered once and cached as uint8 arrays: video (n, C, T, H, W), region (n, T, H, W),
+    label (n,), difficulty (n,) (the clip's difficulty_score)."""
+    import zlib
 
-    path = cache / f"synthface-{split}-{count}-{abs(hash(json.dumps(SYNTH, sort_keys=True))) % 10**8}.npz"
+    from hi2m.data.synthface import generate_clip, synthface_config
+
+    key = zlib.crc32(json.dumps(synth, sort_keys=True).encode())
+    path = cache / f"synthface-{split}-{count}-{key:08x}.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
-    cfg = SynthFaceConfig(seed=0, num_train=count if split == "train" else 7,
-                          num_val=7, num_test=count if split == "test" else 7, **SYNTH)
-    clips = SynthFaceClips(cfg, split)
-    video = np.empty((count, 3, SYNTH["num_frames"], SYNTH["size"], SYNTH["size"]), np.uint8)
-    region = np.empty((count, SYNTH["num_frames"], SYNTH["size"], SYNTH["size"]), bool)
+            if "label" in f.files:
+                return {k: f[k] for k in f.files}
+    counts = {f"num_{name}": (count if name == split else 7) for name in ("train", "val", "test")}
+    cfg = synthface_config(seed=0, **counts, **synth)
+    video = np.empty((count, 3, cfg.num_frames, cfg.size, cfg.size), np.uint8)
+    region = np.empty((count, cfg.num_frames, cfg.size, cfg.size), bool)
+    label, difficulty = np.empty(count, np.int64), np.empty(count, np.float64)
     for i in range(count):
-        item = clips[i]
-        video[i] = (item["video"].numpy() * 255).round().astype(np.uint8)
-        region[i] = item["region_mask"].numpy()
+        clip = generate_clip(cfg, split, i)
+        video[i] = clip.frames.transpose(3, 0, 1, 2)
+        region[i] = clip.region_masks
+        label[i], difficulty[i] = clip.label, clip.difficulty["difficulty_score"]
     cache.mkdir(parents=True, exist_ok=True)
-    np.savez(path, video=video, region=region)
-    return {"video": video, "region": region}
+    out = {"video": video, "region": region, "label": label, "difficulty": difficulty}
+    np.savez(path, **out)
+    return out
 
 
 # ---- one run --------------------------------------------------------------------------------------
@@ -87,9 +98,8 @@ def clip_pool(cache: Path, split: str, count: int) -> dict[str, np.ndarray]:
 def run_one(job: dict) -> dict:
     import torch
 
-    from hi2m.analysis import region_share, spearman_rows
+    from hi2m.analysis import region_share, spearman_rows, token_coverage, uniform_token_losses
     from hi2m.model import HI2M, HI2MConfig
-    from hi2m.model.masking import Mask, random_visible
     from hi2m.model.hrd import sample_without_replacement
     from hi2m.train.optim import GroupRule, WarmupCosine, build_adamw
 
@@ -129,21 +139,18 @@ def run_one(job: dict) -> dict:
     # held-out measurements
     model.eval()
     N, n_vis = cfg.num_tokens, cfg.num_visible
-    res = {k: [] for k in ("kl", "spearman", "region", "overlap", "rec")}
+    res = {k: [] for k in ("kl", "spearman", "region", "overlap", "rec", "loss_region", "loss_rest")}
     egen = torch.Generator().manual_seed(10_000 + seed)
     with torch.no_grad():
         for start in range(0, len(test["video"]), 16):
             sl = slice(start, start + 16)
             video = batch(test["video"], np.arange(len(test["video"]))[sl])
             B = video.shape[0]
-            loss_sum, count = torch.zeros(B, N), torch.zeros(B, N)
-            for _ in range(job["eval_draws"]):  # per-token loss under uniform random masking
-                mask = Mask.from_visible(random_visible(B, N, n_vis, egen), N, check=False)
-                o = model(video, mask=mask)
-                loss_sum.scatter_add_(1, mask.masked, o.token_loss)
-                count.scatter_add_(1, mask.masked, torch.ones_like(o.token_loss))
-            tok = loss_sum / count.clamp_min(1)  # (B, N)
-            res["rec"].append(float((loss_sum.sum(1) / count.sum(1)).mean()) * B)
+            tok, count = uniform_token_losses(model, video, job["eval_draws"], egen)  # (B, N) each
+            res["rec"].append(float(((tok * count).sum(1) / count.sum(1)).sum()))
+            cover = token_coverage(torch.from_numpy(test["region"][sl]), cfg.patch_size, cfg.tubelet_size)  # (B, N)
+            res["loss_region"].append(float(((tok * cover).sum(1) / cover.sum(1)).sum()))
+            res["loss_rest"].append(float(((tok * (1 - cover)).sum(1) / (1 - cover).sum(1)).sum()))
             if cfg.mask_type == "hrd":
                 mask = model.masker(model.encoder.embed(video), egen)
                 lp = mask.log_probs  # (B, N)
@@ -163,6 +170,58 @@ def run_one(job: dict) -> dict:
     return out
 
 
+# ---- the same question without an MAE: a free policy against a fixed loss map, for many steps ------
+
+def toy_run(advantage: str, beta: float, steps: int, checkpoints: tuple[int, ...], seed: int = 0) -> list[dict]:
+    """A linear policy over 64 orthonormal token features (it can express any logits), trained by Adam
+    (lr 0.01, constant) on L_HRD alone against a fixed loss map (0.8-1.2 per token, an eighth of the tokens
+    x 1.5, 10% noise per draw), 32 mask draws per step, 16 visible of 64. Returns the diagnostics at
+    ``checkpoints``: does P keep concentrating (collapse to a fixed top-k: overlap -> 1) or level off?"""
+    import torch
+
+    from hi2m import objectives as obj
+    from hi2m.analysis import hrd_diagnostics
+    from hi2m.model.hrd import importance_distribution, sample_without_replacement
+
+    n, k, b = 64, 16, 32
+    g = torch.Generator().manual_seed(seed)
+    expected = (0.8 + 0.4 * torch.rand(n, generator=g, dtype=torch.float64))  # (n,)
+    hard = torch.zeros(n, dtype=torch.bool)
+    hard[torch.randperm(n, generator=g)[: n // 8]] = True
+    expected = expected * torch.where(hard, 1.5, 1.0)
+    features = torch.linalg.qr(torch.randn(n, n, generator=g))[0]  # (n, n)
+    head = torch.nn.Linear(n, 1)
+    torch.nn.init.zeros_(head.weight)
+    torch.nn.init.zeros_(head.bias)
+    opt = torch.optim.Adam(head.parameters(), lr=0.01)
+    rows = []
+    for step in range(1, steps + 1):
+        log_p = importance_distribution(head(features).squeeze(-1)[None].expand(b, n), 1e-3)  # (b, n)
+        visible = sample_without_replacement(log_p, k, g)  # (b, k)
+        masked = torch.ones(b, n, dtype=torch.bool).scatter_(1, visible, False)
+        noisy = (expected[None] * (1 + 0.1 * torch.randn(b, n, generator=g, dtype=torch.float64))).float()
+        loss = obj.hrd_objective(log_p, noisy, masked, advantage=advantage, entropy_weight=beta)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step in checkpoints:
+            idx = torch.argsort(masked.int(), dim=1, descending=True, stable=True)[:, : n - k]  # masked tokens
+            d = hrd_diagnostics(log_p.detach(), idx, noisy.gather(1, idx), k, g)
+            rows.append(dict(step=step, hard_mass=float(log_p[0].detach().exp()[hard].sum()), **d))
+    return rows
+
+
+def toy_table(steps: int = 6000) -> str:
+    checkpoints = tuple(c for c in (300, 1000, 3000, 6000, 12000) if c <= steps)
+    lines = ["| advantage | beta | " + " | ".join(f"step {c}: KL / overlap / hard mass" for c in checkpoints) + " |",
+             "|" + "---|" * (2 + len(checkpoints))]
+    for adv, beta in (("none", 0.0), ("mean", 0.0), ("mean", 0.03), ("zscore", 0.0), ("zscore", 0.3)):
+        rows = toy_run(adv, beta, steps, checkpoints)
+        cells = [f"{r['kl_uniform']:.2f} / {r['overlap']:.2f} / {r['hard_mass']:.2f}" for r in rows]
+        lines.append(f"| {adv} | {beta:g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 # ---- table ----------------------------------------------------------------------------------------
 
 def fmt(values: list[float], digits: int = 2) -> str:
@@ -178,15 +237,16 @@ def table(rows: list[dict], names: list[str]) -> str:
     tube = [r["rec"] for r in rows if r["name"] == "tube (no HRD)"]
     tube_rec = statistics.mean(tube) if tube else float("nan")
     head = (f"| setting | seeds | KL(P||U) nats | Spearman(P, loss) | region mass / area | overlap | "
-            f"held-out rec. loss | rec. / tube |")
-    lines = [head, "|" + "---|" * 8]
+            f"held-out rec. loss | rec. / tube | loss region / rest |")
+    lines = [head, "|" + "---|" * 9]
     for name in names:
         rs = [r for r in rows if r["name"] == name]
         if not rs:
             continue
         lines.append(f"| {name} | {len(rs)} | {fmt([r['kl'] for r in rs], 3)} | {fmt([r['spearman'] for r in rs])} | "
                      f"{fmt([r['region'] for r in rs])} | {fmt([r['overlap'] for r in rs])} | "
-                     f"{fmt([r['rec'] for r in rs], 4)} | {fmt([r['rec'] / tube_rec for r in rs], 3)} |")
+                     f"{fmt([r['rec'] for r in rs], 4)} | {fmt([r['rec'] / tube_rec for r in rs], 3)} | "
+                     f"{fmt([r.get('loss_region', math.nan) / r.get('loss_rest', math.nan) for r in rs], 3)} |")
     return "\n".join(lines)
 
 
@@ -201,19 +261,29 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2, help="runs in parallel (one thread each when > 1)")
     ap.add_argument("--cache", default="runs/bench-cache")
     ap.add_argument("--results", default=None, help="JSON-lines file of finished runs (default: under --cache)")
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="demo",
+                    help="SynthFace data: the demo's (default), or the voxceleb2 / dfew preset")
     ap.add_argument("--quick", action="store_true", help="150 steps, seed 0, the quick grid")
+    ap.add_argument("--toy", type=int, default=0, metavar="STEPS",
+                    help="only the MAE-free toy: a free policy on a fixed loss map for STEPS steps (e.g. 6000)")
     args = ap.parse_args()
+    if args.toy:
+        print(f"HRD on a fixed loss map (64 tokens, 16 visible, hard eighth x1.5; uniform: KL 0, overlap 0.25, "
+              f"hard mass 0.125)\n")
+        print(toy_table(args.toy))
+        return
     if args.quick:
         args.steps, args.seeds, args.grid, args.train_clips, args.test_clips = 150, [0], "quick", 400, 32
     cache = Path(args.cache)
-    results = Path(args.results or cache / f"hrd_dynamics-{args.steps}.jsonl")
+    tag = "" if args.preset == "demo" else f"-{args.preset}"
+    results = Path(args.results or cache / f"hrd_dynamics-{args.steps}{tag}.jsonl")
     done = []
     if results.is_file():
         done = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
     grid = grids()[args.grid]
     t0 = time.perf_counter()
-    train = clip_pool(cache, "train", args.train_clips)
-    test = clip_pool(cache, "test", args.test_clips)
+    train = clip_pool(cache, "train", args.train_clips, PRESETS[args.preset])
+    test = clip_pool(cache, "test", args.test_clips, PRESETS[args.preset])
     print(f"clips ready in {time.perf_counter() - t0:.0f}s: {len(train['video'])} train, {len(test['video'])} held-out")
     have = {(r["name"], r["seed"]) for r in done}
     jobs = [dict(name=n, setting=s, seed=seed, steps=args.steps, train=train, test=test,
@@ -231,7 +301,7 @@ def main() -> None:
                   f"region {r['region']:.2f} overlap {r['overlap']:.2f} rec {r['rec']:.4f} "
                   f"({r['train_s']:.0f}s)", flush=True)
     rows = [r for r in done if r["name"] in grid and r["seed"] in args.seeds and r["steps"] == args.steps]
-    print(f"\nHRD dynamics, {args.steps} steps, seeds {args.seeds}, mean +- std "
+    print(f"\nHRD dynamics on SynthFace '{args.preset}', {args.steps} steps, seeds {args.seeds}, mean +- std "
           f"(N = 128 tokens, rho 0.75: a uniform policy has KL 0, overlap 0.25, region 1.00)\n")
     print(table(rows, list(grid)))
 

@@ -94,3 +94,23 @@ def hrd_diagnostics(
         "loss_cv": float(cv.mean()),
         "overlap": float(overlap.mean()),
     }
+
+
+@torch.no_grad()
+def uniform_token_losses(model: HI2M, video: torch.Tensor, draws: int = 8,
+                         generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token reconstruction loss under *uniform random* masking (what reconstruction finds hard,
+    independent of where the policy would mask): ``draws`` random masks at the model's ratio, each
+    token's Eq. 1 loss averaged over the draws that masked it.
+    video (B, C, T, H, W) normalised -> (loss (B, N), times masked (B, N)); loss is 0 where never masked."""
+    from hi2m.model.masking import Mask, random_visible
+
+    B, N, n_vis = video.shape[0], model.cfg.num_tokens, model.cfg.num_visible
+    total = torch.zeros(B, N, device=video.device)
+    count = torch.zeros(B, N, device=video.device)
+    for _ in range(draws):
+        mask = Mask.from_visible(random_visible(B, N, n_vis, generator, video.device), N, check=False)
+        out = model(video, mask=mask)
+        total.scatter_add_(1, mask.masked, out.token_loss.float())
+        count.scatter_add_(1, mask.masked, torch.ones_like(out.token_loss, dtype=torch.float32))
+    return total / count.clamp_min(1), count
