@@ -19,7 +19,8 @@ xavier, no entropy bonus), entropy-bonus rows, and tube masking as the compariso
 is appended to a JSON-lines file, so an interrupted benchmark continues where it stopped.
 
     python benchmarks/hrd_dynamics.py                    # everything, 3 seeds, prints the table
-    python benchmarks/hrd_dynamics.py --grid default     # the shipped default vs Eq. 7 as written vs tube
+    python benchmarks/hrd_dynamics.py --grid default     # the shipped default (mean) vs Eq. 7 as written vs tube
+    python benchmarks/hrd_dynamics.py --grid default --preset voxceleb2   # ... on VoxCeleb2-like clips
     python benchmarks/hrd_dynamics.py --quick            # 150 steps, 1 seed, a few settings
 """
 
@@ -56,8 +57,10 @@ def grids() -> dict[str, dict[str, dict]]:
              for adv, lr, beta in (("mean", 1.0, 0.1), ("mean", 10.0, 0.1), ("zscore", 1.0, 0.3),
                                    ("zscore", 1.0, 1.0), ("zscore", 10.0, 1.0))}
     tube = {"tube (no HRD)": setting(mask="tube")}
-    default = {"none lr1 zero": main["none lr1 zero"], **tube}
+    default = {"none lr1 zero": main["none lr1 zero"], "mean lr1 zero": main["mean lr1 zero"], **tube}
+    presets = {**default, "mean lr1 zero beta0.02": setting("mean", 1.0, "zero", 0.02), **tube}
     return {"main": {**main, **tube}, "guard": {**guard, **tube}, "all": {**main, **guard, **tube},
+            "presets": presets,
             "default": default, "quick": {"none lr1 zero": main["none lr1 zero"],
                                           "mean lr1 zero": main["mean lr1 zero"], **tube}}
 
