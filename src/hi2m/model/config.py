@@ -81,7 +81,7 @@ class HI2MConfig:
     hrd_reduction: str = "mean"
     # reward in Eq. 7: "none" = L_R as written; "mean" / "zscore" = per-clip baselines (docs/paper-notes.md)
     hrd_advantage: str = "mean"
-    hrd_entropy: float = 0.0  # beta: beta * H(P) is subtracted from L_HRD (keeps P from collapsing)
+    hrd_entropy: float = 0.02  # beta: beta * H(P) is subtracted from L_HRD (keeps P from collapsing)
 
     extra: dict[str, Any] = field(default_factory=dict)  # free-form metadata (e.g. provenance)
 
