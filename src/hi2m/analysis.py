@@ -1,4 +1,5 @@
-"""Measurements on a trained model: where HRD's importance lands."""
+"""Measurements on a trained model: where HRD's importance lands, whether its policy is healthy, and
+what reconstruction finds hard."""
 
 from __future__ import annotations
 
