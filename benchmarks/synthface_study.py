@@ -248,7 +248,11 @@ def report(rows: list[dict], args) -> str:
            f"Seeds {seeds}; mean +- std over seeds. Pretraining: {args.pretrain_steps} steps x batch {args.batch} "
            f"on the endless `voxceleb2`-preset stream ({args.pretrain_steps * args.batch} clips, none seen twice). "
            f"Labelled data: the `dfew` preset, {FRAMES}x{SIZE}x{SIZE}, test split of {args.test_clips} clips. "
-           f"Fine-tuning: {args.finetune_steps} steps, last step evaluated. Chance: {chance:.1f} UAR.", "",
+           f"Fine-tuning: {args.finetune_steps} steps, last step evaluated. Chance: {chance:.1f} UAR.", ""]
+    if len(seeds) < 3:
+        out += [f"**Partial result: {len(seeds)} seed(s) of the 3 the study asks for** (rerun the same command: "
+                "finished pieces are cached and skipped).", ""]
+    out += [
            "## Label efficiency (Table 3 idea): UAR / WAR on the test split", "",
            "| clips per class | random init, fine-tuned | HI2M, linear probe | HI2M, fine-tuned | random init, linear probe |",
            "|---|---|---|---|---|"]
@@ -301,6 +305,7 @@ def main() -> None:
     ap.add_argument("--cache", default="runs/bench-cache")
     ap.add_argument("--out", default="docs/results-synthface.md")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 1 seed, short schedules, 2 variants")
+    ap.add_argument("--report-only", action="store_true", help="compute nothing: the report of what is cached")
     args = ap.parse_args()
     if args.quick:
         args.seeds, args.budgets, args.pretrain_steps, args.finetune_steps = [0], [10], 150, 100
@@ -320,13 +325,16 @@ def main() -> None:
         with open(results, "a") as f:
             f.write(json.dumps(row) + "\n")
 
+    if args.report_only:
+        done = sorted({r["seed"] for r in rows if r["seed"] in args.seeds})
+        args.seeds = [sd for sd in done if sum(r["seed"] == sd for r in rows) >= 1]
     t0 = time.perf_counter()
     say = lambda msg: print(f"[{time.perf_counter() - t0:7.0f}s] {msg}", flush=True)  # noqa: E731
     train = clip_pool(cache, "train", 100 * NUM_CLASSES, LABELLED_DATA)
     test = clip_pool(cache, "test", args.test_clips, LABELLED_DATA)
     probe_clips = clip_pool(cache, "val", 64, PRETRAIN_DATA)  # held-out clips like the pretraining data
     say(f"labelled clips ready: {len(train['label'])} train pool, {len(test['label'])} test")
-    for seed in args.seeds:
+    for seed in [] if args.report_only else args.seeds:
         for variant in ["random init"] + args.variants:
             budgets = args.budgets if variant in ("random init", "HI2M") else [min(args.budgets)]
             needed = {(k, variant, b, seed) for k in ("ft", "probe") for b in budgets}
