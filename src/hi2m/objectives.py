@@ -217,13 +217,12 @@ def hrd_loss(
     autoencoder through L_R.
     log_probs (B, N) = log P, token_losses (B, N) (only masked entries are read), masked (B, N) bool -> ().
     """
-    m = masked.to(log_probs.dtype)  # (B, N)
     reward = hrd_advantages(token_losses, masked, advantage)  # (B, N), 0 on visible tokens
-    per_clip = -(log_probs * reward * m).sum(dim=1)  # (B,)
+    per_clip = -(log_probs * reward).sum(dim=1)  # (B,)
     if reduction == "sum":
         return per_clip.sum()
     if reduction == "mean":
-        return (per_clip / m.sum(dim=1).clamp_min(1)).mean()
+        return (per_clip / masked.sum(dim=1).clamp_min(1)).mean()
     raise ValueError(f"unknown reduction {reduction!r}")
 
 
