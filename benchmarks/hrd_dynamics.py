@@ -68,11 +68,11 @@ def grids() -> dict[str, dict[str, dict]]:
 # ---- data ---------------------------------------------------------------------------------------
 
 def clip_pool(cache: Path, split: str, count: int, synth: dict = SYNTH) -> dict[str, np.ndarray]:
-    """SynthFace clips rendered once and cached as uint8 arrays: video (n, C, T, H, W), region (n, T, H, W),
-    label (n,), difficulty (n,) (the clip's difficulty_score)."""
+    """SynthFace clips rendered once (``hi2m.train.study.render_clips``) and cached as uint8 arrays: video
+    (n, C, T, H, W), region (n, T, H, W), label (n,), difficulty (n,) (the clip's difficulty_score)."""
     import zlib
 
-    from hi2m.data.synthface import generate_clip, synthface_config
+    from hi2m.train.study import render_clips
 
     key = zlib.crc32(json.dumps(synth, sort_keys=True).encode())
     path = cache / f"synthface-{split}-{count}-{key:08x}.npz"
@@ -80,18 +80,8 @@ def clip_pool(cache: Path, split: str, count: int, synth: dict = SYNTH) -> dict[
         with np.load(path, allow_pickle=False) as f:
             if "label" in f.files:
                 return {k: f[k] for k in f.files}
-    counts = {f"num_{name}": (count if name == split else 7) for name in ("train", "val", "test")}
-    cfg = synthface_config(seed=0, **counts, **synth)
-    video = np.empty((count, 3, cfg.num_frames, cfg.size, cfg.size), np.uint8)
-    region = np.empty((count, cfg.num_frames, cfg.size, cfg.size), bool)
-    label, difficulty = np.empty(count, np.int64), np.empty(count, np.float64)
-    for i in range(count):
-        clip = generate_clip(cfg, split, i)
-        video[i] = clip.frames.transpose(3, 0, 1, 2)
-        region[i] = clip.region_masks
-        label[i], difficulty[i] = clip.label, clip.difficulty["difficulty_score"]
+    out = render_clips(synth, split, count)
     cache.mkdir(parents=True, exist_ok=True)
-    out = {"video": video, "region": region, "label": label, "difficulty": difficulty}
     np.savez(path, **out)
     return out
 

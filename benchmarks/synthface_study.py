@@ -20,6 +20,7 @@ Finished pieces are cached (JSON lines under --cache): an interrupted study cont
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import statistics
@@ -115,6 +116,24 @@ def report(rows: list[dict], args, recipe: S.Recipe) -> str:
                    f"{fmt([x['hsm_difficulty_spearman'] for x in m], 2)} / "
                    f"{fmt([x.get('hsm_difficulty_spearman_wild', math.nan) for x in m], 2)} | "
                    f"{fmt([x['rec'] for x in m], 4)} |")
+    longer = sorted({r["variant"] for r in rows if r["variant"].startswith("HI2M, ")},
+                    key=lambda v: int(v.split()[1]))
+    if longer:
+        bmax = max(args.budgets)
+        out += ["", "## Longer pretraining (HI2M, first seed; the unlabelled pool read for several epochs)", "",
+                f"| pretraining steps | fine-tuned {b0}/class | fine-tuned {bmax}/class | " +
+                " | ".join(f"probe {b}/class (mean / tokens)" for b in args.budgets) +
+                " | HRD region mass / area | held-out rec. loss |", "|---|---|---|" + "---|" * len(args.budgets) + "---|---|"]
+        first = min(seeds)
+        for name, steps in [("HI2M", recipe.pretrain_steps)] + [(v, int(v.split()[1])) for v in longer]:
+            def one(kind, b, name=name):
+                rs = pick(kind=kind, variant=name, budget=b, seed=first)
+                return f"{rs[0]['uar']:.1f}" if rs else "-"
+            pre = pick(kind="pretrain", variant=name, seed=first)
+            m = pre[0]["meas"] if pre else {}
+            out.append(f"| {steps} | {one('ft', b0)} | {one('ft', bmax)} | " +
+                       " | ".join(f"{one('probe', b)} / {one('probe-tokens', b)}" for b in args.budgets) +
+                       f" | {m.get('region_ratio', math.nan):.2f} | {m.get('rec', math.nan):.4f} |")
     out += ["", "## Learning curves", "", "Pretraining: mean Eq. 1 loss of the training batches by step, HI2M "
             "(seed by seed):", ""]
     for r in pick(kind="pretrain", variant="HI2M"):
@@ -138,6 +157,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=S.Recipe.batch)
     ap.add_argument("--test-clips", type=int, default=350)
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--length-curve", type=int, nargs="*", default=[], metavar="STEPS",
+                    help="also pretrain HI2M (first seed) for these step counts, reading the unlabelled pool for as "
+                         "many epochs as needed, and probe / fine-tune each (does longer pretraining change it?)")
     ap.add_argument("--cache", default="runs/bench-cache")
     ap.add_argument("--out", default="docs/results-synthface.md")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 1 seed, short schedules, 2 variants")
@@ -194,6 +216,26 @@ def main() -> None:
                 if ("probe", "raw pixels", b, sd) not in have:
                     record({"kind": "probe", "variant": "raw pixels", "budget": b, "seed": sd, "uar": uar, "war": war})
             say(f"raw-pixel logistic regression {b}/class: UAR {uar:.1f}")
+    def run_probes_and_finetunes(variant: str, state, seed: int, ft_budgets) -> None:
+        f_train, f_test = S.encoder_features(state, train, seed, recipe), S.encoder_features(state, test, seed, recipe)
+        for b in args.budgets:
+            idx = S.budget_indices(train["label"], b)
+            for kind, feat in (("probe", "mean"), ("probe-tokens", "tokens")):
+                if (kind, variant, b, seed) not in have:
+                    uar, war = S.linear_probe(f_train[feat][idx], train["label"][idx], f_test[feat], test["label"],
+                                              recipe.probe_c)
+                    record({"kind": kind, "variant": variant, "budget": b, "seed": seed, "uar": uar, "war": war})
+                    say(f"  {kind} {variant} {b}/class: UAR {uar:.1f} WAR {war:.1f}")
+        for b in ft_budgets:
+            if ("ft", variant, b, seed) not in have:
+                idx = S.budget_indices(train["label"], b)
+                curve_every = recipe.finetune_steps // 5 if b in (min(args.budgets), max(args.budgets)) else 0
+                _, r = S.finetune_clips(state, train, test, idx, seed, recipe, eval_every=curve_every)
+                r.pop("pred")
+                record({"kind": "ft", "variant": variant, "budget": b, "seed": seed, **r})
+                say(f"  fine-tune {variant} {b}/class: UAR {r['uar']:.1f} WAR {r['war']:.1f} "
+                    f"(train UAR {r['train_uar']:.1f})")
+
     for seed in args.seeds:
         for variant in ["random init"] + args.variants:
             ft_budgets = args.budgets if variant in ("random init", "HI2M") else [min(args.budgets)]
@@ -215,24 +257,23 @@ def main() -> None:
                 if ("pretrain", variant, None, seed) not in have:
                     record({"kind": "pretrain", "variant": variant, "budget": None, "seed": seed, "meas": meas})
                 say(f"  {json.dumps({k: round(v, 4) for k, v in meas.items() if k != 'curve'})}")
-            f_train, f_test = S.encoder_features(state, train, seed, recipe), S.encoder_features(state, test, seed, recipe)
-            for b in args.budgets:
-                idx = S.budget_indices(train["label"], b)
-                for kind, feat in (("probe", "mean"), ("probe-tokens", "tokens")):
-                    if (kind, variant, b, seed) not in have:
-                        uar, war = S.linear_probe(f_train[feat][idx], train["label"][idx], f_test[feat], test["label"],
-                                                  recipe.probe_c)
-                        record({"kind": kind, "variant": variant, "budget": b, "seed": seed, "uar": uar, "war": war})
-                        say(f"  {kind} {variant} {b}/class: UAR {uar:.1f} WAR {war:.1f}")
-            for b in ft_budgets:
-                if ("ft", variant, b, seed) not in have:
-                    idx = S.budget_indices(train["label"], b)
-                    curve_every = recipe.finetune_steps // 5 if b in (min(args.budgets), max(args.budgets)) else 0
-                    _, r = S.finetune_clips(state, train, test, idx, seed, recipe, eval_every=curve_every)
-                    r.pop("pred")
-                    record({"kind": "ft", "variant": variant, "budget": b, "seed": seed, **r})
-                    say(f"  fine-tune {variant} {b}/class: UAR {r['uar']:.1f} WAR {r['war']:.1f} "
-                        f"(train UAR {r['train_uar']:.1f})")
+            run_probes_and_finetunes(variant, state, seed, ft_budgets)
+    for steps in args.length_curve:
+        name, seed = f"HI2M, {steps} steps", args.seeds[0]
+        needed = {("probe", name, b, seed) for b in args.budgets} | {("probe-tokens", name, b, seed) for b in args.budgets}
+        needed |= {("ft", name, b, seed) for b in (min(args.budgets), max(args.budgets))} | {("pretrain", name, None, seed)}
+        if needed <= have:
+            continue
+        longer = dataclasses.replace(recipe, pretrain_steps=steps)
+        say(f"length curve: pretraining HI2M for {steps} steps ({steps * recipe.batch / len(unlabelled):.1f} epochs "
+            f"over the {len(unlabelled)} unlabelled clips)")
+        t = time.perf_counter()
+        model, curve = S.pretrain_stream(VARIANTS["HI2M"], seed, longer, clips=unlabelled, reuse=True, log=say)
+        meas = {**S.pretrain_measurements(model, held_out, wild), "curve": curve, "pretrain_s": time.perf_counter() - t}
+        if ("pretrain", name, None, seed) not in have:
+            record({"kind": "pretrain", "variant": name, "budget": None, "seed": seed, "meas": meas})
+        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        run_probes_and_finetunes(name, state, seed, (min(args.budgets), max(args.budgets)))
     text = report([r for r in rows if r["seed"] in args.seeds], args, recipe)
     print("\n" + text)
     if args.out:

@@ -3,6 +3,7 @@ fine-tuning with honest model selection, evaluation of the exported model."""
 
 import csv
 import json
+import os
 
 import pytest
 import torch
@@ -224,16 +225,29 @@ def test_finetune_selects_on_validation_and_evaluate_reproduces(synth_root, tmp_
 
 
 def test_demo_tiny(tmp_path, capsys):
+    from hi2m.model.io import load_pretrained
     from hi2m.train.demo import run_demo
 
     out = run_demo(tmp_path / "demo", scale="tiny")
     text = capsys.readouterr().out
-    assert "HI2M-pretrained" in text and "random init" in text
-    assert 0.0 <= out["hrd_region_mass"] <= 1.0 and 0.0 < out["region_area_share"] < 1.0
-    assert 0.0 < out["hrd_entropy"] <= out["hrd_max_entropy"] + 1e-4
+    assert "fine-tuned, HI2M-pretrained" in text and "fine-tuned, random init" in text and "chance" in text
+    assert "1/4 pretraining" in text and "4/4 fine-tuning" in text  # progress while it runs
+    for name in ("HI2M", "random init"):
+        ft = out["finetune"][name]
+        assert 0.0 <= ft["uar"] <= 100.0 and tuple(ft["curve"][-1]) == (4, ft["uar"])
+    assert set(out["probe"]) == {"HI2M, mean", "HI2M, tokens", "random init, mean", "random init, tokens", "raw pixels"}
+    pre = out["pretraining"]
+    assert 0.0 < pre["region_area"] < 1.0 and 0.0 <= pre["region_mass"] <= 1.0 and len(pre["curve"]) == 4
+    assert -1.0 <= pre["hsm_difficulty_spearman"] <= 1.0
     for fig in out["figures"]:
-        assert (tmp_path / "demo" / "figures").exists() and __import__("os").path.getsize(fig) > 1000
-    assert json.loads((tmp_path / "demo" / "demo.json").read_text())["pretrained"]["war"] is not None
+        assert os.path.getsize(fig) > 1000
+    assert {os.path.basename(f) for f in out["figures"]} >= {"hrd_map.png", "learning_curves.png"}
+    saved = json.loads((tmp_path / "demo" / "demo.json").read_text())
+    assert saved["finetune"]["HI2M"]["war"] == out["finetune"]["HI2M"]["war"]
+    clf = load_pretrained(tmp_path / "demo" / "finetune-pretrained" / "model")
+    assert clf.num_classes == 7  # the fine-tuned classifier is saved for hi2m predict / export
+    with pytest.raises(FileExistsError):
+        run_demo(tmp_path / "demo", scale="tiny")
 
 
 def test_ddp_two_process_pretraining_ranks_agree(synth_root, tmp_path):

@@ -128,13 +128,25 @@ def stream_clips(count: int, seed: int = 0) -> np.ndarray:
     return out
 
 
+def pool_order(n: int, steps: int, batch: int, seed: int, reuse: bool = False) -> np.ndarray:
+    """Which of ``n`` pooled clips each step reads, (steps, batch): epochs over the pool, each in a new
+    seeded order, every clip once per epoch; more than one epoch only with ``reuse``."""
+    if n < steps * batch and not reuse:
+        raise ValueError(f"{n} clips cannot feed {steps} steps of {batch} new clips (reuse=False)")
+    rng = np.random.default_rng(seed)
+    epochs = -(-steps * batch // n)  # ceil
+    return np.concatenate([rng.permutation(n) for _ in range(epochs)])[:steps * batch].reshape(steps, batch)
+
+
 def pretrain_stream(variant: dict[str, Any], seed: int, recipe: Recipe = Recipe(), workers: int = 1,
-                    log: Log = _quiet, clips: np.ndarray | None = None) -> tuple[Any, list[tuple[int, float]]]:
+                    log: Log = _quiet, clips: np.ndarray | None = None,
+                    reuse: bool = False) -> tuple[Any, list[tuple[int, float]]]:
     """Pretrain an HI2M variant (``VARIANTS`` values: mask_type, hsm, target) for ``recipe.pretrain_steps``
     steps of ``recipe.batch`` clips never seen before: AdamW (0.9, 0.95), wd 0.05, warmup then cosine, the
     HRD policy in its own parameter group. The clips come from the unlabelled stream, rendered on the fly in
     ``workers`` DataLoader workers, or from ``clips`` (uint8 (n, C, T, H, W), e.g. :func:`stream_clips`,
-    n >= steps x batch), read once in a seeded random order. Returns the model (eval mode) and the curve of
+    n >= steps x batch), read once in a seeded random order (``reuse``: as many epochs over ``clips`` as the
+    steps need, each in a new order -- a finite unlabelled set, as VoxCeleb2 is in the paper). Returns the model (eval mode) and the curve of
     the training batches' mean Eq. 1 loss, (step, loss), about 20 points."""
     from torch.utils.data import DataLoader
 
@@ -153,9 +165,7 @@ def pretrain_stream(variant: dict[str, Any], seed: int, recipe: Recipe = Recipe(
                                  transform=_StreamTransform())
         batches = (item["video"] for item in DataLoader(stream, batch_size=batch, num_workers=workers))
     else:
-        if len(clips) < steps * batch:
-            raise ValueError(f"{len(clips)} clips cannot feed {steps} steps of {batch} new clips")
-        order = np.random.default_rng(seed).permutation(len(clips))[:steps * batch].reshape(steps, batch)
+        order = pool_order(len(clips), steps, batch, seed, reuse)  # (steps, batch)
         batches = (normalise(clips[np.sort(rows)]) for rows in order)
     gen = torch.Generator().manual_seed(seed)
     every = max(steps // 20, 1)
