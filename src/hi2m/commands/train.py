@@ -19,7 +19,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     _common(parser)
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    parser.add_argument("--resume", metavar="RUN_DIR",
+                        help="continue the run in RUN_DIR from its newest readable checkpoint, exactly where it "
+                             "stopped (mid-epoch too); 'auto': the run named by run.name (or the newest run under "
+                             "run.dir) if it has a checkpoint, else start one -- an sbatch script can be resubmitted "
+                             "unchanged")
+    parser.add_argument("--force", action="store_true",
+                        help="resume even though the config differs from the run's saved config.yaml")
 
 
 add_finetune_arguments = add_pretrain_arguments
@@ -36,7 +42,7 @@ def _load(args: argparse.Namespace) -> dict:
     from hi2m.train.config import load_config
 
     path = args.config
-    if getattr(args, "resume", None) and not path:
+    if getattr(args, "resume", None) and args.resume != "auto" and not path:
         path = str(Path(args.resume) / "config.yaml")
     return load_config(path, args.overrides)
 
@@ -47,22 +53,38 @@ def _setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
 
+def _preemptible(run) -> int:
+    """Run a training command; a preemption signal ends it with PREEMPTED_EXIT_CODE after its checkpoint."""
+    from hi2m.train.checkpointing import PREEMPTED_EXIT_CODE, Preempted
+
+    try:
+        run()
+    except Preempted as stop:
+        print(f"hi2m: {stop}", flush=True)
+        return PREEMPTED_EXIT_CODE
+    return 0
+
+
 def run_pretrain(args: argparse.Namespace) -> int:
     _setup_logging()
     from hi2m.train.runner import pretrain
 
-    out = pretrain(_load(args), resume=args.resume)
-    print(f"run directory: {out['run_dir']}\nexported model: {out['model_dir']}")
-    return 0
+    def run():
+        out = pretrain(_load(args), resume=args.resume, force=args.force)
+        print(f"run directory: {out['run_dir']}\nexported model: {out['model_dir']}")
+
+    return _preemptible(run)
 
 
 def run_finetune(args: argparse.Namespace) -> int:
     _setup_logging()
     from hi2m.train.runner import finetune
 
-    out = finetune(_load(args), resume=args.resume)
-    print(f"run directory: {out['run_dir']}")
-    return 0
+    def run():
+        out = finetune(_load(args), resume=args.resume, force=args.force)
+        print(f"run directory: {out['run_dir']}")
+
+    return _preemptible(run)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

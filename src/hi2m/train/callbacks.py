@@ -38,9 +38,14 @@ class EpochSampler(Sampler):
         self.n, self.world, self.rank, self.seed = n, world, rank, seed
         self.shuffle, self.drop_last = shuffle, drop_last
         self.epoch = 0
+        self._skip: tuple[int, int] | None = None  # (epoch, items of this rank already trained on)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def skip_in_epoch(self, epoch: int, items: int) -> None:
+        """Resume mid-epoch: the next iteration of ``epoch`` starts after its first ``items`` items."""
+        self._skip = (int(epoch), int(items))
 
     def __len__(self) -> int:
         if self.drop_last:
@@ -55,7 +60,11 @@ class EpochSampler(Sampler):
             order = list(range(self.n))
         if self.drop_last:
             order = order[: len(self) * self.world]
-        for i in order[self.rank :: self.world]:
+        mine = order[self.rank :: self.world]
+        if self._skip is not None and self._skip[0] == self.epoch:
+            mine = mine[self._skip[1]:]
+        self._skip = None  # one resumed epoch only
+        for i in mine:
             yield (self.epoch, i)
 
 

@@ -62,6 +62,11 @@ DEFAULTS: dict[str, Any] = {
         "limit_val_batches": None,
         "log_every_n_steps": 10,
         "max_bad_steps": 5,  # consecutive NaN/Inf losses before the run stops
+        # step checkpoints (checkpoints/step-<global step>.ckpt) on top of the one at each epoch end; the
+        # newest keep_checkpoints are kept. A crash loses at most the interval; SIGTERM / SIGUSR1 lose nothing.
+        "checkpoint_every_n_steps": 0,  # 0: by time only
+        "checkpoint_every_n_minutes": 30.0,  # 0: by steps only
+        "keep_checkpoints": 2,
         "enable_progress_bar": True,
         "deterministic": False,
     },

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 import math
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -57,9 +59,6 @@ class _Base(pl.LightningModule):
         opt = self.optimizers()
         return getattr(opt, "optimizer", opt)
 
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        self.schedule.apply(self._raw_optimizer(), self.global_step)
-
     def on_before_optimizer_step(self, optimizer) -> None:
         max_norm = self.run_cfg["optim"]["clip_grad"]
         norm, finite = clip_grad_norm_and_check(self.parameters(), max_norm)
@@ -109,20 +108,77 @@ class _Base(pl.LightningModule):
         self.log("train/bad_steps", float(self.bad_steps_total))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        from hi2m.train.checkpointing import gather_per_rank, rng_states
+
         checkpoint["hi2m_counters"] = {
             "bad_steps_total": self.bad_steps_total,
             "overflow_steps": self.overflow_steps,
         }
+        # per rank: the random streams (dropout, drop path) and, mid-epoch, what the epoch has gathered so far
+        mine = {"rng": rng_states(), "epoch": self._epoch_state() if self._mid_epoch() else None}
+        checkpoint["hi2m_ranks"] = gather_per_rank(mine)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         counters = checkpoint.get("hi2m_counters", {})
         self.bad_steps_total = int(counters.get("bad_steps_total", 0))
         self.overflow_steps = int(counters.get("overflow_steps", 0))
+        ranks = checkpoint.get("hi2m_ranks")
+        if ranks is not None:
+            if len(ranks) != self.trainer.world_size:
+                raise RuntimeError(f"the checkpoint was written by {len(ranks)} processes, this run has "
+                                   f"{self.trainer.world_size}: its data order and random streams cannot continue")
+            mine = ranks[self.global_rank]
+            self._pending_rng = mine["rng"]  # applied just before the first step (nothing may draw in between)
+            if mine["epoch"] is not None:
+                self._load_epoch_state(mine["epoch"])
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        pending = getattr(self, "_pending_rng", None)
+        if pending is not None:
+            from hi2m.train.checkpointing import set_rng_states
+
+            set_rng_states(pending)
+            self._pending_rng = None
+        self.schedule.apply(self._raw_optimizer(), self.global_step)
+
+    def _mid_epoch(self) -> bool:
+        trainer = self.trainer
+        return trainer.fit_loop.epoch_loop.batch_progress.current.processed < trainer.num_training_batches
+
+    def _epoch_state(self) -> dict[str, Any]:
+        """What this rank has accumulated since the epoch began (restored by a mid-epoch resume)."""
+        return {"skips_seen": self.skips.seen, "skips": [dict(b) for b in self.skips.skipped]}
+
+    def _load_epoch_state(self, state: dict[str, Any]) -> None:
+        self.skips.seen = int(state["skips_seen"])
+        self.skips.skipped = [dict(b) for b in state["skips"]]
 
     def _generator(self) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(
             step_seed(self.run_cfg["seed"], self.global_step, self.global_rank)
         )
+
+
+def append_loss_stats(path: Path, stats: list[dict[str, float]]) -> None:
+    """Write ``stats`` (per-epoch rows) into the CSV at ``path``, replacing rows of those epochs and later ones
+    (a resumed run rewrites what an interrupted session may have left), atomically."""
+    if not stats:
+        return
+    rows = []
+    if path.exists():
+        with open(path, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if float(r["epoch"]) < stats[0]["epoch"]]
+    fields = list(stats[0].keys())
+    from hi2m.model.io import atomic_write
+
+    def write(tmp):
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            for r in rows + stats:
+                w.writerow({k: r.get(k) for k in fields})
+
+    atomic_write(path, write)
 
 
 class PretrainModule(_Base):
@@ -193,6 +249,15 @@ class PretrainModule(_Base):
             step_seed(self.run_cfg["seed"], self.global_step, self.global_rank) ^ 0x5EED)
         return hrd_diagnostics(out.mask.log_probs, out.mask.masked, out.token_loss, out.mask.visible.shape[1], gen)
 
+    def _epoch_state(self) -> dict[str, Any]:
+        rows = torch.cat(self._epoch_rows) if self._epoch_rows else torch.zeros(0, 0)
+        return {**super()._epoch_state(), "rows": rows, "hrd": [dict(d) for d in self._epoch_hrd]}
+
+    def _load_epoch_state(self, state: dict[str, Any]) -> None:
+        super()._load_epoch_state(state)
+        self._epoch_rows = [state["rows"]] if state["rows"].numel() else []
+        self._epoch_hrd = [dict(d) for d in state["hrd"]]
+
     def on_train_epoch_end(self) -> None:
         super().on_train_epoch_end()
         hrd, self._epoch_hrd = self._epoch_hrd, []
@@ -209,6 +274,8 @@ class PretrainModule(_Base):
         if hrd:  # this rank's logged steps; the policy is the same on every rank
             stats.update({f"hrd_{k}": sum(d[k] for d in hrd) / len(hrd) for k in hrd[0]})
         self.epoch_stats.append(stats)
+        if self.trainer.is_global_zero:  # at once: a run killed later keeps every finished epoch's row
+            append_loss_stats(Path(self.trainer.default_root_dir) / "loss_stats.csv", [stats])
         self.log_dict({f"epoch/{k}": v for k, v in stats.items() if k != "epoch"}, rank_zero_only=True)
 
     def on_train_end(self) -> None:
@@ -224,7 +291,6 @@ class PretrainModule(_Base):
             dist.all_gather_object(everyone, mine)
         if self.global_rank == 0:
             import json
-            from pathlib import Path
 
             Path(self.trainer.default_root_dir, "ranks.json").write_text(json.dumps(everyone, indent=1) + "\n")
         sums = [e["param_checksum"] for e in everyone]

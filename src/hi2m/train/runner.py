@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 
 from hi2m.train import data as tdata
 from hi2m.train.callbacks import AtomicCheckpointIO, EpochAwareDataset, EpochSampler, Throughput
+from hi2m.train.checkpointing import ResumableLoader, StepCheckpoint, newest_checkpoint
 from hi2m.train.config import absolute_paths, deep_merge, dump_yaml, model_config
 from hi2m.train.metrics import DistributedEvalSampler, format_report, write_predictions_csv
 from hi2m.train.optim import scaled_lr
@@ -52,13 +53,6 @@ def write_run_config(run_dir: Path, cfg: dict[str, Any]) -> None:
     atomic_write(run_dir / "config.yaml", lambda tmp: Path(tmp).write_text(dump_yaml(cfg)))
 
 
-def resume_point(run_dir: Path) -> Path:
-    ckpt = run_dir / "checkpoints" / "last.ckpt"
-    if not ckpt.is_file():
-        raise FileNotFoundError(f"cannot resume: {ckpt} not found (a run writes it at the end of each epoch)")
-    return ckpt
-
-
 # ---- loaders -------------------------------------------------------------------------------
 
 class Loaders(pl.LightningDataModule):
@@ -79,11 +73,16 @@ class Loaders(pl.LightningDataModule):
         else:
             sampler = DistributedEvalSampler(len(dataset), num_replicas=world, rank=rank)
         workers = int(d["num_workers"])
-        return DataLoader(
-            EpochAwareDataset(dataset), batch_size=d["batch_size"], sampler=sampler, drop_last=train,
-            num_workers=workers, collate_fn=collate_skip_bad, persistent_workers=workers > 0,
-            pin_memory=torch.cuda.is_available(),
-        )
+        kwargs = dict(batch_size=d["batch_size"], sampler=sampler, drop_last=train, num_workers=workers,
+                      collate_fn=collate_skip_bad, persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
+                      # its own generator: worker seeding never draws from the global stream (dropout's)
+                      generator=torch.Generator().manual_seed(int(self.cfg["seed"])))
+        if train and t is not None:
+            def progress(trainer=t):
+                return trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.processed
+
+            return ResumableLoader(EpochAwareDataset(dataset), progress=progress, **kwargs)
+        return DataLoader(EpochAwareDataset(dataset), **kwargs)
 
     def train_dataloader(self):
         return self._loader(self.train_set, True)
@@ -143,7 +142,8 @@ def build_trainer(cfg: dict[str, Any], run_dir: Path, monitor: str | None, extra
     version = ""
     if resuming:
         version = f"resume-{len(list((run_dir / 'logs').glob('resume-*'))) + 1}"
-    loggers = [CSVLogger(run_dir, name="logs", version=version)]
+    # flushed at every logged step: a killed run keeps the log of every step it trained
+    loggers = [CSVLogger(run_dir, name="logs", version=version, flush_logs_every_n_steps=1)]
     try:
         import tensorboard  # noqa: F401
         from lightning.pytorch.loggers import TensorBoardLogger
@@ -169,46 +169,129 @@ def build_trainer(cfg: dict[str, Any], run_dir: Path, monitor: str | None, extra
         deterministic=t["deterministic"],
         use_distributed_sampler=False,
         num_sanity_val_steps=0,
-        callbacks=[ckpt, Throughput(), *extra_callbacks],
+        callbacks=[ckpt, step_checkpoints(cfg, run_dir), Throughput(), *extra_callbacks],
         logger=loggers,
         plugins=[AtomicCheckpointIO()],
     )
     return trainer, ckpt
 
 
-def _prepare(cfg: dict[str, Any], command: str, resume: str | Path | None) -> tuple[Path, Path | None]:
+def step_checkpoints(cfg: dict[str, Any], run_dir: Path) -> StepCheckpoint:
+    t = cfg["trainer"]
+    return StepCheckpoint(run_dir / "checkpoints", every_n_steps=int(t.get("checkpoint_every_n_steps", 0)),
+                          every_n_minutes=float(t.get("checkpoint_every_n_minutes", 0.0)),
+                          keep=int(t.get("keep_checkpoints", 2)))
+
+
+# keys a resumed run may change: how it is run, not what it computes
+RESUME_MAY_CHANGE = ("data.num_workers", "trainer.enable_progress_bar", "trainer.log_every_n_steps",
+                     "trainer.checkpoint_every_n_steps", "trainer.checkpoint_every_n_minutes", "trainer.keep_checkpoints",
+                     "trainer.max_bad_steps", "run.dir", "run.name")
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def config_changes(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """Keys whose values differ between a run's saved config and the config it is resumed with, as
+    ``key: saved -> now`` lines (keys in :data:`RESUME_MAY_CHANGE` are allowed to differ)."""
+    a, b = _flat(saved), _flat(now)
+    keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k)
+                  and not any(k == m or k.startswith(m + ".") for m in RESUME_MAY_CHANGE))
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys]
+
+
+def auto_resume_dir(cfg: dict[str, Any], command: str) -> Path | None:
+    """``--resume auto``: the run to continue, or None to start one. With ``run.name`` set, that run if it
+    has a checkpoint; otherwise the newest ``<command>-*`` run under ``run.dir`` with a checkpoint."""
+    if cfg["run"]["name"]:
+        run_dir = run_dir_for(cfg, command)
+        return run_dir if any((run_dir / "checkpoints").glob("*.ckpt")) else None
+    runs = [d for d in Path(cfg["run"]["dir"]).glob(f"{command}-*") if any((d / "checkpoints").glob("*.ckpt"))]
+    return max(runs, key=lambda d: max(c.stat().st_mtime for c in (d / "checkpoints").glob("*.ckpt")), default=None)
+
+
+def check_writable(run_dir: Path) -> None:
+    """Fail before training when the run directory cannot take files (read-only, missing permissions)."""
+    probe = run_dir / "checkpoints" / ".write-test"
+    try:
+        probe.parent.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"hi2m")
+        probe.unlink()
+    except OSError as err:
+        raise OSError(f"the run directory {run_dir} is not writable ({err}); choose another run.dir") from err
+
+
+def check_free_space(run_dir: Path, module: pl.LightningModule, checkpoints: int) -> None:
+    """Fail before training when the disk cannot hold ``checkpoints`` checkpoints (fp32 weights and
+    AdamW's two moments: 12 bytes per parameter) plus the exported model."""
+    import shutil
+
+    need = 12 * sum(p.numel() for p in module.parameters()) * (checkpoints + 1)
+    free = shutil.disk_usage(run_dir).free
+    if free < need:
+        raise OSError(f"the disk of {run_dir} has {free / 2**30:.2f} GiB free; this run's checkpoints need about "
+                      f"{need / 2**30:.2f} GiB ({checkpoints} kept + the exported model)")
+
+
+def _prepare(cfg: dict[str, Any], command: str, resume: str | Path | None,
+             force: bool = False) -> tuple[Path, Path | None]:
     pl.seed_everything(cfg["seed"], workers=True, verbose=False)
+    if resume is not None and str(resume) == "auto":
+        found = auto_resume_dir(cfg, command)
+        log.info("--resume auto: %s", f"continuing {found}" if found else "no run to continue; starting one")
+        resume = found
     if resume is not None:
         run_dir = Path(resume).absolute()
-        return run_dir, resume_point(run_dir)
+        saved_path = run_dir / "config.yaml"
+        if saved_path.is_file():
+            import yaml
+
+            changes = config_changes(yaml.safe_load(saved_path.read_text()), cfg)
+            if changes and not force:
+                raise ValueError(f"refusing to resume {run_dir} with a changed config (pass --force to resume "
+                                 "anyway):\n  " + "\n  ".join(changes))
+            if changes:
+                log.warning("resuming %s with a changed config (--force):\n  %s", run_dir, "\n  ".join(changes))
+        check_writable(run_dir)
+        return run_dir, newest_checkpoint(run_dir)
     run_dir = run_dir_for(cfg, command)
-    if (run_dir / "checkpoints" / "last.ckpt").exists():
-        raise FileExistsError(f"{run_dir} already holds a run; pass --resume {run_dir} to continue it, "
-                              "or choose another run.name")
+    if any((run_dir / "checkpoints").glob("*.ckpt")):
+        raise FileExistsError(f"{run_dir} already holds a run; pass --resume {run_dir} (or --resume auto) to "
+                              "continue it, or choose another run.name")
+    check_writable(run_dir)
     write_run_config(run_dir, cfg)
     return run_dir, None
 
 
 # ---- pretraining -----------------------------------------------------------------------
 
-def pretrain(cfg: dict[str, Any], resume: str | Path | None = None, extra_callbacks=()) -> dict[str, Any]:
+def pretrain(cfg: dict[str, Any], resume: str | Path | None = None, extra_callbacks=(),
+             force: bool = False) -> dict[str, Any]:
     """Pretrain HI2M; returns {run_dir, model_dir, epoch_stats}."""
     from hi2m.model.io import save_pretrained
     from hi2m.train.modules import PretrainModule
 
     cfg = absolute_paths(cfg)
-    run_dir, ckpt_path = _prepare(cfg, "pretrain", resume)
+    run_dir, ckpt_path = _prepare(cfg, "pretrain", resume, force)
     mcfg = model_config(cfg)
     train_set = tdata.pretrain_dataset(cfg, mcfg)
     trainer, _ = build_trainer(cfg, run_dir, monitor=None, extra_callbacks=extra_callbacks,
                                resuming=ckpt_path is not None)
     module = _module(PretrainModule, cfg, mcfg, len(train_set), trainer)
+    check_free_space(run_dir, module, int(cfg["trainer"].get("keep_checkpoints", 2)) + 2)
     trainer.fit(module, datamodule=loaders(cfg, train_set), ckpt_path=ckpt_path)
     out = {"run_dir": run_dir, "model_dir": run_dir / "model", "epoch_stats": module.epoch_stats}
     if trainer.is_global_zero:
         save_pretrained(module.model, run_dir / "model", metadata={"epochs": trainer.current_epoch,
                                                                    "steps": trainer.global_step})
-        _append_loss_stats(run_dir / "loss_stats.csv", module.epoch_stats)
     return out
 
 
@@ -218,26 +301,6 @@ def _module(cls, cfg, mcfg, n_train: int, trainer: pl.Trainer, **kw):
     total = int(cfg["trainer"]["max_steps"]) if int(cfg["trainer"]["max_steps"]) > 0 else spe * int(o["epochs"])
     run_cfg = deep_merge(cfg, {"optim": {"_warmup_steps": int(round(o["warmup_epochs"] * spe))}})
     return cls(run_cfg, mcfg, total_steps=total, lr=resolve_lr(cfg, trainer.world_size), **kw)
-
-
-def _append_loss_stats(path: Path, stats: list[dict[str, float]]) -> None:
-    if not stats:
-        return
-    rows = []
-    if path.exists():
-        with open(path, newline="") as f:
-            rows = [r for r in csv.DictReader(f) if float(r["epoch"]) < stats[0]["epoch"]]
-    fields = list(stats[0].keys())
-    from hi2m.model.io import atomic_write
-
-    def write(tmp):
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=fields)
-            w.writeheader()
-            for r in rows + stats:
-                w.writerow({k: r.get(k) for k in fields})
-
-    atomic_write(path, write)
 
 
 # ---- fine-tuning and evaluation ----------------------------------------------------------
@@ -264,7 +327,8 @@ def _class_names(dataset) -> tuple[str, ...]:
     return tuple(getattr(base, "classes"))
 
 
-def finetune(cfg: dict[str, Any], resume: str | Path | None = None, verbose: bool = True) -> dict[str, Any]:
+def finetune(cfg: dict[str, Any], resume: str | Path | None = None, verbose: bool = True,
+             force: bool = False) -> dict[str, Any]:
     """Fine-tune (or linear-probe) on one split; with ``finetune.folds``, one run per fold and a summary."""
     cfg = absolute_paths(cfg)
     folds = cfg["finetune"]["folds"]
@@ -273,7 +337,7 @@ def finetune(cfg: dict[str, Any], resume: str | Path | None = None, verbose: boo
     from hi2m.model.io import save_pretrained
     from hi2m.train.modules import FinetuneModule
 
-    run_dir, ckpt_path = _prepare(cfg, "finetune", resume)
+    run_dir, ckpt_path = _prepare(cfg, "finetune", resume, force)
     f = cfg["finetune"]
     mcfg = model_config(cfg, drop_path=0.0 if f["linear_probe"] else f["drop_path"])
     train_set, val_set, val_how = tdata.finetune_datasets(cfg, mcfg)
@@ -284,6 +348,7 @@ def finetune(cfg: dict[str, Any], resume: str | Path | None = None, verbose: boo
     trainer, ckpt_cb = build_trainer(cfg, run_dir, monitor="val/uar" if f["select"] == "val" else None,
                                      resuming=ckpt_path is not None)
     module = _module(FinetuneModule, cfg, mcfg, len(train_set), trainer, num_classes=len(names), class_names=names)
+    check_free_space(run_dir, module, int(cfg["trainer"].get("keep_checkpoints", 2)) + 3)
     notes = []
     if f["pretrained"] and ckpt_path is None:
         ignored = module.model.load_encoder(load_pretrained_weights(f["pretrained"]))
