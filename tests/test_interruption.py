@@ -237,3 +237,39 @@ def test_sampler_skips_only_the_resumed_epoch():
     assert list(s) == full  # once only
     s.skip_in_epoch(3, 2)
     assert list(s) == full  # another epoch: nothing skipped
+
+
+def test_finetune_preempted_mid_epoch_resumes_to_the_same_model(synth_root, tmp_path):
+    """Fine-tuning too (mixup, drop path, per-epoch validation): SIGTERM mid-epoch, exit 75, resume, and the
+    selected model and its test predictions equal an uninterrupted run's."""
+    from safetensors.torch import load_file
+
+    def cfg(name):
+        path = write_cfg(synth_root, tmp_path, name, optim={"epochs": 2}, data={"val_split": "val"},
+                         finetune={"mixup": 0.8, "cutmix": 1.0, "drop_path": 0.1, "select": "val"},
+                         trainer={"checkpoint_every_n_steps": 0})
+        return path
+
+    def run(path, *extra):
+        return subprocess.Popen([HI2M_BIN, "finetune", "-c", str(path), *extra], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, env=ENV, start_new_session=True)
+
+    full = run(cfg("ft-full"))
+    assert full.wait(timeout=600) == 0, full.stdout.read()[-3000:]
+    cut_cfg = cfg("ft-cut")
+    proc = run(cut_cfg)
+    deadline = time.monotonic() + 240
+    while max(step_losses(tmp_path / "ft-cut") or [-1]) < 9:  # the second epoch has begun
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=120) == 75
+    again = run(cut_cfg, "--resume", str(tmp_path / "ft-cut"))
+    assert again.wait(timeout=600) == 0, again.stdout.read()[-3000:]
+    a = load_file(str(tmp_path / "ft-full" / "model" / "model.safetensors"))
+    b = load_file(str(tmp_path / "ft-cut" / "model" / "model.safetensors"))
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-6, atol=1e-7)
+    fa = json.loads((tmp_path / "ft-full" / "metrics.json").read_text())
+    fb = json.loads((tmp_path / "ft-cut" / "metrics.json").read_text())
+    assert fb["uar"] == pytest.approx(fa["uar"]) and fb["war"] == pytest.approx(fa["war"])
