@@ -96,3 +96,14 @@ def test_every_command_from_a_fresh_directory_with_relative_paths(tmp_path):
 
     hi2m(tmp_path, "export", "--onnx", "runs/ft/model", "--out", "exported/model.onnx")
     assert (tmp_path / "exported" / "model.onnx").stat().st_size > 0
+
+    # the run's model card, and the transformers export with its own card, both filled from the run
+    uar = json.loads((tmp_path / "runs" / "ft" / "metrics.json").read_text())["uar"]
+    card = (tmp_path / "runs" / "ft" / "model" / "README.md").read_text()
+    assert f"| {100 * uar:.2f} |" in card and "model selection" in card.lower()
+    assert "## Intended use and limits" in (tmp_path / "runs" / "pre" / "model" / "README.md").read_text()
+    proc = hi2m(tmp_path, "export", "--hf", "runs/ft", "--out", "exported/hf")
+    assert "VideoMAEForVideoClassification" in proc.stdout and "max abs diff" in proc.stdout
+    hf_card = (tmp_path / "exported" / "hf" / "README.md").read_text()
+    assert "library_name: transformers" in hf_card and f"| {100 * uar:.2f} |" in hf_card
+    assert (tmp_path / "exported" / "hf" / "model.safetensors").is_file()

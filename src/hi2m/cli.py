@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("hi2m.commands.info", "show model sizes, parameter counts and FLOPs"),
     "predict": ("hi2m.commands.predict", "predict expressions over time in videos (face tracking, sliding windows)"),
     "visualize": ("hi2m.commands.visualize", "figures of a run or model: HRD maps, HSM weights, confusion, t-SNE, losses"),
-    "export": ("hi2m.commands.export", "export a fine-tuned classifier to ONNX (checked with onnxruntime)"),
+    "export": ("hi2m.commands.export", "export to ONNX (--onnx) or to a transformers folder (--hf), checked"),
     "data": ("hi2m.data.check", "inspect a dataset before a long run (hi2m data check ...)"),
 }
 

@@ -38,6 +38,7 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, seed: int = 0, 
     import torch
 
     from hi2m.model.io import save_pretrained
+    from hi2m.model_card import write_model_card
 
     scale = scale or ("quick" if quick else "full")
     s = SCALES[scale]
@@ -55,6 +56,7 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, seed: int = 0, 
         f"talking-face clips ({S.FRAMES}x{S.SIZE}x{S.SIZE}, rendered on the fly in {workers} worker(s))")
     model, pre_curve = S.pretrain_stream(S.HI2M_VARIANT, seed, recipe, workers=workers, log=say)
     save_pretrained(model, out / "pretrain" / "model", metadata={"demo": f"{recipe.pretrain_steps} steps, seed {seed}"})
+    write_model_card(out / "pretrain" / "model", model)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     n_lab = s["budget"] * S.NUM_CLASSES
@@ -83,6 +85,7 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, seed: int = 0, 
                                     log=lambda m, n=name: say(f"  {n}: {m}"))
         save_pretrained(clf, out / folder / "model", metadata={"demo": f"{s['budget']} labelled clips per class",
                                                                "selected": "last step (no model selection)"})
+        write_model_card(out / folder / "model", clf, selected="last step (no model selection)")
         finetuned[name] = res
     figures = _figures(out, model, held_out, pre_curve, finetuned, test["label"])
     report = format_demo(s["budget"], len(test["label"]), finetuned, probes, meas)

@@ -290,8 +290,11 @@ def pretrain(cfg: dict[str, Any], resume: str | Path | None = None, extra_callba
     trainer.fit(module, datamodule=loaders(cfg, train_set), ckpt_path=ckpt_path)
     out = {"run_dir": run_dir, "model_dir": run_dir / "model", "epoch_stats": module.epoch_stats}
     if trainer.is_global_zero:
+        from hi2m.model_card import write_model_card
+
         save_pretrained(module.model, run_dir / "model", metadata={"epochs": trainer.current_epoch,
                                                                    "steps": trainer.global_step})
+        write_model_card(run_dir / "model", module.model, run_dir)
     return out
 
 
@@ -368,6 +371,10 @@ def finetune(cfg: dict[str, Any], resume: str | Path | None = None, verbose: boo
     test_set = tdata.eval_dataset(cfg, mcfg, cfg["data"]["test_split"])
     result = _test(trainer, module, cfg, test_set, run_dir, header=notes + [f"model selection: {selected}"],
                    verbose=verbose)
+    if trainer.is_global_zero:  # after the test: the card carries its numbers
+        from hi2m.model_card import write_model_card
+
+        write_model_card(run_dir / "model", module.model, run_dir, selected=selected)
     return {"run_dir": run_dir, "model_dir": run_dir / "model", "result": result, "selected": selected}
 
 
