@@ -7,6 +7,7 @@ process, alternating step by step so that machine noise hits every model alike:
   transformers  VideoMAEForPreTraining, tube masking, normalised-pixel target (the peer)
   hi2m-tube     hi2m with tube masking, dual target, HSM (HRD off)
   hi2m          the full method: HRD + HSM + dual target
+  hi2m-dec0.5   the full method with decoder masking (model.decoder_mask_ratio 0.5, VideoMAE V2)
 Columns: median step time, clips/s, activation memory saved for backward (CPU) or peak CUDA memory,
 FLOPs per step (forward + backward, torch's FLOP counter) and the share of the machine's matmul ceiling
 (FLOPs / (time * measured matmul rate)); the ratios compare each hi2m row with transformers.
@@ -78,6 +79,8 @@ def build_pair(size: str, frames: int, image: int, device: str):
         "transformers": VideoMAEForPreTraining(hf_cfg),
         "hi2m-tube": HI2M(base.replace(mask_type="tube")),
         "hi2m": HI2M(base.replace(mask_type="hrd")),
+        # VideoMAE V2's decoder masking: the decoder reconstructs half of the masked tokens
+        "hi2m-dec0.5": HI2M(base.replace(mask_type="hrd", decoder_mask_ratio=0.5)),
     }
     return base, {k: m.to(device).train() for k, m in models.items()}
 

@@ -187,7 +187,10 @@ def main() -> None:
 
     if args.report_only:
         args.seeds = sorted({r["seed"] for r in rows if r["seed"] in args.seeds})
-        print(report([r for r in rows if r["seed"] in args.seeds], args, recipe))
+        text = report([r for r in rows if r["seed"] in args.seeds], args, recipe)
+        print(text)
+        if args.out:
+            Path(args.out).write_text(text)
         return
     t0 = time.perf_counter()
     say = lambda msg: print(f"[{time.perf_counter() - t0:7.0f}s] {msg}", flush=True)  # noqa: E731

@@ -238,10 +238,13 @@ def hrd_objective(
     reduction: str = "mean",
     advantage: str = "none",
     entropy_weight: float = 0.0,
+    loss_scale: float = 1.0,
 ) -> torch.Tensor:
-    """What the policy minimises: L_HRD (Eq. 7, :func:`hrd_loss`) minus ``entropy_weight`` x the mean
-    entropy of P (an entropy bonus that keeps the sampling stochastic; 0 gives Eq. 7 alone). -> ()."""
-    loss = hrd_loss(log_probs, token_losses, masked, reduction, advantage)
+    """What the policy minimises: ``loss_scale`` x L_HRD (Eq. 7, :func:`hrd_loss`) minus ``entropy_weight``
+    x the mean entropy of P (an entropy bonus that keeps the sampling stochastic; 0 gives Eq. 7 alone).
+    ``loss_scale`` turns a ``sum`` over a random subset of the masked tokens (decoder masking) into an
+    unbiased estimate of the sum over all of them. -> ()."""
+    loss = loss_scale * hrd_loss(log_probs, token_losses, masked, reduction, advantage)
     if entropy_weight:
         loss = loss - entropy_weight * policy_entropy(log_probs).mean()
     return loss

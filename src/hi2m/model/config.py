@@ -61,6 +61,9 @@ class HI2MConfig:
     decoder_depth: int = 4
     decoder_heads: int = 6
     decoder_norm_eps: float | None = None  # the decoder's last LayerNorm; None -> norm_eps
+    # VideoMAE V2's decoder masking (training only): the share of the masked tokens left out of the decoder;
+    # it reconstructs the rest, a uniform random subset per clip. 0 = every masked token (the paper).
+    decoder_mask_ratio: float = 0.0
 
     # masking (Sec. 3.3); mask_ratio is rho, N_v = round(N * (1 - rho))
     mask_type: str = "hrd"
@@ -106,6 +109,8 @@ class HI2MConfig:
             raise ValueError("every width must be divisible by its number of heads")
         if not 0.0 <= self.mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be in [0, 1), got {self.mask_ratio}")
+        if not 0.0 <= self.decoder_mask_ratio < 1.0:
+            raise ValueError(f"decoder_mask_ratio must be in [0, 1), got {self.decoder_mask_ratio}")
         if self.target != "pixel" and self.tubelet_size < 2:
             raise ValueError(f"target={self.target!r} needs tubelet_size >= 2 (it uses frame differences)")
         if len(self.pixel_mean) != self.in_chans or len(self.pixel_std) != self.in_chans:
@@ -127,6 +132,12 @@ class HI2MConfig:
     def num_visible(self) -> int:
         """N_v = round(N (1 - rho)), rounded half up (Eq. 6); never 0."""
         return max(1, round_half_up(self.num_tokens * (1.0 - self.mask_ratio)))
+
+    @property
+    def num_decoded(self) -> int:
+        """Masked tokens the decoder reconstructs in training: N_m - round(N_m x decoder_mask_ratio), >= 1."""
+        n_m = self.num_tokens - self.num_visible
+        return max(1, n_m - round_half_up(n_m * self.decoder_mask_ratio))
 
     @property
     def patch_values(self) -> int:

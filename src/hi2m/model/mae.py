@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from hi2m import objectives as obj
-from hi2m.model.masking import Mask, MaskGenerator
+from hi2m.model.masking import DecodedMask, Mask, MaskGenerator, decoder_subset
 from hi2m.model.config import HI2MConfig
 from hi2m.model.vit import Block, VideoEncoder, gather_tokens, init_vit_weights, sinusoid_table, trunc_normal_
 
@@ -132,8 +132,11 @@ class HI2M(nn.Module):
         l_hrd = None
         if mask.log_probs is not None:
             full = torch.zeros_like(mask.log_probs).scatter(1, mask.masked, tok.detach())  # (B, N)
+            scale = 1.0
+            if isinstance(mask, DecodedMask) and cfg.hrd_reduction == "sum":  # Eq. 7's sum over a sample of M
+                scale = (mask.total - mask.visible.shape[1]) / mask.masked.shape[1]
             l_hrd = obj.hrd_objective(mask.log_probs, full, mask.bool_masked, cfg.hrd_reduction,
-                                      cfg.hrd_advantage, cfg.hrd_entropy)
+                                      cfg.hrd_advantage, cfg.hrd_entropy, loss_scale=scale)
         return PretrainOutput(
             loss=obj.joint_loss(l_hsm, l_hrd, cfg.hrd_lambda),
             loss_hsm=l_hsm,
@@ -152,6 +155,8 @@ class HI2M(nn.Module):
     ) -> PretrainOutput:
         """video (B, C, T, H, W), normalised. ``mask`` overrides the configured masking (e.g. for parity tests)."""
         latent, mask = self.forward_encoder(video, mask, generator)
+        if self.training and self.cfg.decoder_mask_ratio > 0:  # decoder masking: reconstruct a subset
+            mask = decoder_subset(mask, self.cfg.num_decoded, generator)
         pred = self.forward_decoder(latent, mask)
         return self.forward_loss(video, pred, mask)
 

@@ -57,6 +57,34 @@ class Mask:
         return cls.from_visible(order[:, : int(counts[0])], bool_masked.shape[1])
 
 
+@dataclass
+class DecodedMask(Mask):
+    """A mask whose ``masked`` lists only the tokens the decoder reconstructs (decoder masking): a subset of
+    the tokens hidden from the encoder. ``bool_masked`` marks that subset: the tokens that carry a loss,
+    and so HRD's reward."""
+
+    total: int = 0  # N, all tokens
+
+    @property
+    def num_tokens(self) -> int:
+        return self.total
+
+    @property
+    def bool_masked(self) -> torch.Tensor:
+        m = torch.zeros(self.masked.shape[0], self.total, dtype=torch.bool, device=self.masked.device)
+        return m.scatter(1, self.masked, True)
+
+
+def decoder_subset(mask: Mask, keep: int, generator: torch.Generator | None = None) -> DecodedMask:
+    """Keep a uniform random ``keep`` of each clip's masked tokens for the decoder (VideoMAE V2's decoder
+    masking, with a random rule rather than its running cell: HRD's reward then stays an unbiased sample
+    of the masked tokens' losses). mask.masked (B, N_m) -> DecodedMask with masked (B, keep), ascending."""
+    B, n_m = mask.masked.shape
+    noise = torch.rand(B, n_m, generator=generator, device=mask.masked.device)  # (B, N_m)
+    pick = noise.argsort(dim=1)[:, :keep].sort(dim=1).values  # (B, K) positions within the masked list
+    return DecodedMask(mask.visible, torch.gather(mask.masked, 1, pick), mask.log_probs, total=mask.num_tokens)
+
+
 def random_visible(batch: int, num_tokens: int, num_visible: int, generator=None, device=None) -> torch.Tensor:
     """Uniform random masking per token (MAE): num_visible distinct indices per sample. -> (B, N_v)."""
     noise = torch.rand(batch, num_tokens, generator=generator, device=device)  # (B, N)

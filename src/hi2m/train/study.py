@@ -41,6 +41,8 @@ VARIANTS: dict[str, dict[str, Any]] = {  # pretraining variants: the paper's Tab
     "+HSM": dict(mask_type="tube", hsm=True, target="dual"),
     "appearance target": dict(HI2M_VARIANT, target="appearance"),
     "motion target": dict(HI2M_VARIANT, target="motion"),
+    # not a paper row: VideoMAE V2's decoder masking (the decoder reconstructs half of the masked tokens)
+    "HI2M, decoder mask 0.5": dict(HI2M_VARIANT, decoder_mask_ratio=0.5),
 }
 
 
