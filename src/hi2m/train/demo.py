@@ -49,12 +49,17 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, seed: int = 0, 
                       batch=S.Recipe.batch if scale != "tiny" else 4)
     t0 = time.perf_counter()
     say = lambda msg: print(f"[{time.perf_counter() - t0:6.1f}s] {msg}", flush=True)  # noqa: E731
-    torch.set_num_threads(max(torch.get_num_threads(), 1))
+    threads = torch.get_num_threads()
+    # the rendering workers need cores of their own: oversubscribed OpenMP threads spin and crawl
+    torch.set_num_threads(max(1, threads - workers))
 
     n_clips = recipe.pretrain_steps * recipe.batch
     say(f"1/4 pretraining HI2M (HRD + HSM + dual target) for {recipe.pretrain_steps} steps on {n_clips} unlabelled "
         f"talking-face clips ({S.FRAMES}x{S.SIZE}x{S.SIZE}, rendered on the fly in {workers} worker(s))")
-    model, pre_curve = S.pretrain_stream(S.HI2M_VARIANT, seed, recipe, workers=workers, log=say)
+    try:
+        model, pre_curve = S.pretrain_stream(S.HI2M_VARIANT, seed, recipe, workers=workers, log=say)
+    finally:
+        torch.set_num_threads(threads)
     save_pretrained(model, out / "pretrain" / "model", metadata={"demo": f"{recipe.pretrain_steps} steps, seed {seed}"})
     write_model_card(out / "pretrain" / "model", model)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
