@@ -23,6 +23,7 @@ import argparse
 import dataclasses
 import json
 import math
+import re
 import statistics
 import sys
 import time
@@ -116,15 +117,15 @@ def report(rows: list[dict], args, recipe: S.Recipe) -> str:
                    f"{fmt([x['hsm_difficulty_spearman'] for x in m], 2)} / "
                    f"{fmt([x.get('hsm_difficulty_spearman_wild', math.nan) for x in m], 2)} | "
                    f"{fmt([x['rec'] for x in m], 4)} |")
-    longer = sorted({r["variant"] for r in rows if r["variant"].startswith("HI2M, ")},
+    longer = sorted({r["variant"] for r in rows if re.fullmatch(r"HI2M, \d+ steps", r["variant"])},
                     key=lambda v: int(v.split()[1]))
     if longer:
         bmax = max(args.budgets)
-        out += ["", "## Longer pretraining (HI2M, first seed; the unlabelled pool read for several epochs)", "",
+        first = min(r["seed"] for r in rows if r["variant"] in longer)  # the seed the length curve ran on
+        out += ["", f"## Longer pretraining (HI2M, seed {first}; the unlabelled pool read for several epochs)", "",
                 f"| pretraining steps | fine-tuned {b0}/class | fine-tuned {bmax}/class | " +
                 " | ".join(f"probe {b}/class (mean / tokens)" for b in args.budgets) +
                 " | HRD region mass / area | held-out rec. loss |", "|---|---|---|" + "---|" * len(args.budgets) + "---|---|"]
-        first = min(seeds)
         for name, steps in [("HI2M", recipe.pretrain_steps)] + [(v, int(v.split()[1])) for v in longer]:
             def one(kind, b, name=name):
                 rs = pick(kind=kind, variant=name, budget=b, seed=first)
@@ -160,6 +161,8 @@ def main() -> None:
     ap.add_argument("--length-curve", type=int, nargs="*", default=[], metavar="STEPS",
                     help="also pretrain HI2M (first seed) for these step counts, reading the unlabelled pool for as "
                          "many epochs as needed, and probe / fine-tune each (does longer pretraining change it?)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (two studies of disjoint seeds can "
+                    "share a 2-core machine with 1 each)")
     ap.add_argument("--cache", default="runs/bench-cache")
     ap.add_argument("--out", default="docs/results-synthface.md")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 1 seed, short schedules, 2 variants")
@@ -170,7 +173,7 @@ def main() -> None:
         args.variants, args.test_clips, args.out = ["HI2M", "baseline (tube)"], 70, None
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     recipe = S.Recipe(pretrain_steps=args.pretrain_steps, finetune_steps=args.finetune_steps, batch=args.batch)
     cache = Path(args.cache)
     tag = f"v2-{args.pretrain_steps}-{args.finetune_steps}-{args.batch}-{args.test_clips}"
