@@ -149,6 +149,18 @@ def report(rows: list[dict], args, recipe: S.Recipe) -> str:
     return "\n".join(out) + "\n"
 
 
+MARKER = "<!-- everything below this line is written by hand and kept when the tables above are regenerated -->"
+
+
+def write_report(path: str, text: str) -> None:
+    """Write the generated tables, keeping the hand-written reading of them (after MARKER) if any."""
+    out = Path(path)
+    kept = ""
+    if out.is_file() and MARKER in out.read_text():
+        kept = out.read_text().split(MARKER, 1)[1]
+    out.write_text(text + "\n" + MARKER + kept if kept else text)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -193,7 +205,7 @@ def main() -> None:
         text = report([r for r in rows if r["seed"] in args.seeds], args, recipe)
         print(text)
         if args.out:
-            Path(args.out).write_text(text)
+            write_report(args.out, text)
         return
     t0 = time.perf_counter()
     say = lambda msg: print(f"[{time.perf_counter() - t0:7.0f}s] {msg}", flush=True)  # noqa: E731
@@ -283,7 +295,7 @@ def main() -> None:
     text = report([r for r in rows if r["seed"] in args.seeds], args, recipe)
     print("\n" + text)
     if args.out:
-        Path(args.out).write_text(text)
+        write_report(args.out, text)
         say(f"wrote {args.out}")
 
 

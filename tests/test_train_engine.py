@@ -228,8 +228,9 @@ def test_demo_tiny(tmp_path, capsys):
     from hi2m.model.io import load_pretrained
     from hi2m.train.demo import run_demo
 
-    out = run_demo(tmp_path / "demo", scale="tiny")
+    out = run_demo(tmp_path / "demo", scale="tiny", budget=3)
     text = capsys.readouterr().out
+    assert out["budget_per_class"] == 3 and "3 labelled clips per class" in text
     assert "fine-tuned, HI2M-pretrained" in text and "fine-tuned, random init" in text and "chance" in text
     assert "1/4 pretraining" in text and "4/4 fine-tuning" in text  # progress while it runs
     for name in ("HI2M", "random init"):
@@ -248,6 +249,8 @@ def test_demo_tiny(tmp_path, capsys):
     assert clf.num_classes == 7  # the fine-tuned classifier is saved for hi2m predict / export
     with pytest.raises(FileExistsError):
         run_demo(tmp_path / "demo", scale="tiny")
+    with pytest.raises(ValueError, match="budget"):
+        run_demo(tmp_path / "demo2", scale="tiny", budget=0)
 
 
 def test_ddp_two_process_pretraining_ranks_agree(synth_root, tmp_path):
