@@ -273,3 +273,8 @@ def test_finetune_preempted_mid_epoch_resumes_to_the_same_model(synth_root, tmp_
     fa = json.loads((tmp_path / "ft-full" / "metrics.json").read_text())
     fb = json.loads((tmp_path / "ft-cut" / "metrics.json").read_text())
     assert fb["uar"] == pytest.approx(fa["uar"]) and fb["war"] == pytest.approx(fa["war"])
+
+
+def test_resume_auto_needs_a_config():
+    proc = subprocess.run([HI2M_BIN, "pretrain", "--resume", "auto"], capture_output=True, text=True, env=ENV)
+    assert proc.returncode != 0 and "--resume auto needs --config" in proc.stderr

@@ -42,6 +42,8 @@ def _load(args: argparse.Namespace) -> dict:
     from hi2m.train.config import load_config
 
     path = args.config
+    if getattr(args, "resume", None) == "auto" and not path:
+        raise SystemExit("hi2m: --resume auto needs --config (the run it starts, or finds, is the config's)")
     if getattr(args, "resume", None) and args.resume != "auto" and not path:
         path = str(Path(args.resume) / "config.yaml")
     return load_config(path, args.overrides)
