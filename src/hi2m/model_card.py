@@ -125,7 +125,7 @@ def model_card(model, run_dir: str | Path | None = None, selected: str | None = 
                   "hi2m finetune -c configs/finetune_dfew.yaml finetune.pretrained=path/to/this/folder", "```",
                   "```python", "import hi2m", "predictor = hi2m.load('path/to/this/folder')" if classifier else
                   "from hi2m.model.io import load_pretrained; model = load_pretrained('path/to/this/folder')", "```"]
-    return "\n".join(x for x in lines if x is not None) + "\n"
+    return "\n".join(lines) + "\n"
 
 
 def write_model_card(directory: str | Path, model, run_dir: str | Path | None = None, **kwargs) -> Path:

@@ -208,14 +208,19 @@ def config_changes(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys]
 
 
+def checkpoints_of(run_dir: Path) -> list[Path]:
+    """The checkpoint files a run directory holds (none for a new or empty run)."""
+    return list((run_dir / "checkpoints").glob("*.ckpt"))
+
+
 def auto_resume_dir(cfg: dict[str, Any], command: str) -> Path | None:
     """``--resume auto``: the run to continue, or None to start one. With ``run.name`` set, that run if it
     has a checkpoint; otherwise the newest ``<command>-*`` run under ``run.dir`` with a checkpoint."""
     if cfg["run"]["name"]:
         run_dir = run_dir_for(cfg, command)
-        return run_dir if any((run_dir / "checkpoints").glob("*.ckpt")) else None
-    runs = [d for d in Path(cfg["run"]["dir"]).glob(f"{command}-*") if any((d / "checkpoints").glob("*.ckpt"))]
-    return max(runs, key=lambda d: max(c.stat().st_mtime for c in (d / "checkpoints").glob("*.ckpt")), default=None)
+        return run_dir if checkpoints_of(run_dir) else None
+    runs = [d for d in Path(cfg["run"]["dir"]).glob(f"{command}-*") if checkpoints_of(d)]
+    return max(runs, key=lambda d: max(c.stat().st_mtime for c in checkpoints_of(d)), default=None)
 
 
 def check_writable(run_dir: Path) -> None:
@@ -263,7 +268,7 @@ def _prepare(cfg: dict[str, Any], command: str, resume: str | Path | None,
         check_writable(run_dir)
         return run_dir, newest_checkpoint(run_dir)
     run_dir = run_dir_for(cfg, command)
-    if any((run_dir / "checkpoints").glob("*.ckpt")):
+    if checkpoints_of(run_dir):
         raise FileExistsError(f"{run_dir} already holds a run; pass --resume {run_dir} (or --resume auto) to "
                               "continue it, or choose another run.name")
     check_writable(run_dir)
