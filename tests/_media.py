@@ -66,6 +66,33 @@ def media(name: str) -> Path:
     return target
 
 
+def mtcnn_weights() -> Path:
+    """Folder with MTCNN's pnet.pt / rnet.pt / onet.pt, unpacked from the facenet-pytorch wheel (else skip)."""
+    target = CACHE / "mtcnn"
+    names = ("pnet.pt", "rnet.pt", "onet.pt")
+    if all((target / n).is_file() for n in names):
+        return target
+    wheel = _wheel("facenet-pytorch")
+    if wheel is None:
+        (CACHE / "dl").mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-q",
+               "-d", str(CACHE / "dl"), "facenet-pytorch==2.6.0"]
+        try:
+            subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+        except (subprocess.SubprocessError, OSError) as err:
+            pytest.skip(f"cannot download facenet-pytorch for the MTCNN weights (offline?): {err}")
+        wheel = _wheel("facenet-pytorch")
+        if wheel is None:
+            pytest.skip(f"pip download of facenet-pytorch gave no wheel in {CACHE / 'dl'}")
+    target.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(wheel) as zf:
+        for n in names:
+            tmp = target / (n + ".tmp")
+            tmp.write_bytes(zf.read(f"facenet_pytorch/data/{n}"))
+            tmp.replace(target / n)
+    return target
+
+
 def astronaut() -> np.ndarray:
     """scikit-image's astronaut photo (512, 512, 3) uint8 RGB; Haar finds her face at about (177, 66, 95, 95)."""
     from PIL import Image

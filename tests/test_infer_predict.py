@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from _media import astronaut_frames, media, write_video
+from _media import astronaut_frames, media, mtcnn_weights, write_video
 from hi2m.infer import Box, PredictOptions, Predictor
 from hi2m.infer.detect import iou
 from hi2m.infer.track import FaceTracker, interpolate, square_crop
@@ -209,13 +209,16 @@ def test_import_hi2m_does_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-# ---- real faces (Haar) ---------------------------------------------------------------------
+# ---- real faces (each built-in detector) --------------------------------------------------
 
-@pytest.fixture(scope="module")
-def haar(model_dir) -> Predictor:
+@pytest.fixture(scope="module", params=["haar", "mtcnn"])
+def haar(model_dir, request) -> Predictor:
+    """A predictor with Haar, then with MTCNN (weights from the facenet-pytorch wheel; skipped offline)."""
     import hi2m
+    from hi2m.infer.mtcnn import MTCNNFaceDetector
 
-    return hi2m.load(model_dir)
+    detector = "haar" if request.param == "haar" else MTCNNFaceDetector(weights_dir=mtcnn_weights())
+    return hi2m.load(model_dir, detector=detector)
 
 
 @pytest.mark.parametrize("name", ["face", "face_mpeg4", "face_portrait"])
@@ -286,6 +289,28 @@ def test_cli_reports_every_video_and_exit_code_1_on_failures(model_dir, videos, 
     err = capsys.readouterr().err
     assert f"{videos['broken']}: FAILED [error]" in err and "2 of 3 videos failed" in err
     assert data["videos"][0]["summary"]["dominant"] in data["class_names"]
+
+
+def test_cli_says_which_detector_and_auto_takes_mtcnn_when_installed(model_dir, videos, tmp_path, capsys,
+                                                                     monkeypatch):
+    from hi2m.cli import main
+
+    out = tmp_path / "r.json"
+    monkeypatch.setenv("HI2M_MTCNN_WEIGHTS", str(mtcnn_weights()))
+    assert main(["predict", str(videos["face"]), "--model", str(model_dir), "--out", str(out)]) == 0
+    assert "face detector: mtcnn" in capsys.readouterr().err
+    assert json.loads(out.read_text())["videos"][0]["settings"]["detector"] == "mtcnn"
+    assert main(["predict", str(videos["face"]), "--model", str(model_dir), "--out", str(out),
+                 "--detector", "haar"]) == 0
+    assert "face detector: haar" in capsys.readouterr().err
+    assert json.loads(out.read_text())["videos"][0]["settings"]["detector"] == "haar"
+    # without the weights: auto falls back to Haar, --detector mtcnn is a usage error naming the fix
+    monkeypatch.delenv("HI2M_MTCNN_WEIGHTS")
+    monkeypatch.setattr("hi2m.infer.mtcnn.find_weights", lambda: None)
+    assert main(["predict", str(videos["face"]), "--model", str(model_dir), "--out", str(out)]) == 0
+    assert "face detector: haar" in capsys.readouterr().err
+    assert main(["predict", str(videos["face"]), "--model", str(model_dir), "--detector", "mtcnn"]) == 2
+    assert "pip install --no-deps" in capsys.readouterr().err
 
 
 def test_cli_exit_codes_0_and_2(model_dir, videos, tmp_path):

@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--min-face-coverage", type=float, default=0.5,
                    help="share of a window's frames that must show a face (default 0.5)")
     g.add_argument("--batch-size", type=int, default=4, help="windows per model call (default 4)")
+    g.add_argument("--detector", choices=("auto", "mtcnn", "haar"), default="auto",
+                   help="face detector: auto (default) takes MTCNN when its weights are installed "
+                        "(pip install --no-deps facenet-pytorch==2.6.0), else OpenCV's Haar cascade")
     g.add_argument("--device", default="cpu", help="torch device (default cpu)")
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
 
@@ -69,7 +72,12 @@ def run(args: argparse.Namespace) -> int:
             _say("error: with several videos --annotated must name a folder, not an .mp4 file")
             return EXIT_USAGE
 
-    predictor = Predictor(model, options=options, device=args.device)
+    predictor = Predictor(model, detector=args.detector, options=options, device=args.device)
+    try:
+        _say(f"face detector: {predictor.detector_name}")
+    except FileNotFoundError as err:  # --detector mtcnn without its weights
+        _say(f"error: {err}")
+        return EXIT_USAGE
     results: list[VideoResult] = []
     for path in args.videos:
         try:

@@ -9,9 +9,9 @@
 See docs/inference.md.
 """
 
-from hi2m.infer.detect import Box, FaceDetector, HaarFaceDetector
+from hi2m.infer.detect import Box, FaceDetector, HaarFaceDetector, make_detector
 from hi2m.infer.predictor import Features, PredictOptions, Predictor, load
 from hi2m.infer.result import VideoResult, WindowPrediction
 
 __all__ = ["Box", "FaceDetector", "Features", "HaarFaceDetector", "PredictOptions", "Predictor", "VideoResult",
-           "WindowPrediction", "load"]
+           "WindowPrediction", "load", "make_detector"]

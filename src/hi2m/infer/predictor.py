@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hi2m.infer.detect import Box, FaceDetector, HaarFaceDetector
+from hi2m.infer.detect import Box, FaceDetector, make_detector
 from hi2m.infer.frames import SequentialVideo
 from hi2m.infer.result import NO_FACE, OK, PARTIAL, VideoResult, WindowPrediction
 from hi2m.infer.track import FaceTracker, interpolate, square_crop
@@ -65,7 +65,7 @@ class Features:
 class Predictor:
     """A loaded model plus a face detector; see :func:`load`."""
 
-    def __init__(self, model: torch.nn.Module, detector: FaceDetector | None = None,
+    def __init__(self, model: torch.nn.Module, detector: FaceDetector | str | None = None,
                  options: PredictOptions | None = None, device: str | torch.device = "cpu") -> None:
         from hi2m.model.classifier import VideoClassifier
 
@@ -74,7 +74,7 @@ class Predictor:
         self.cfg = model.cfg
         self.is_classifier = isinstance(model, VideoClassifier)
         self.class_names: tuple[str, ...] = tuple(getattr(model, "class_names", ()))
-        self._detector = detector
+        self._detector = detector if detector is not None else "auto"
         self.options = options or PredictOptions()
         shape = (1, self.cfg.in_chans, 1, 1, 1)
         self._mean = torch.tensor(self.cfg.pixel_mean).view(shape)
@@ -83,9 +83,14 @@ class Predictor:
 
     @property
     def detector(self) -> FaceDetector:
-        if self._detector is None:  # OpenCV only when a video is actually processed
-            self._detector = HaarFaceDetector()
+        """The face detector; one given by name (``auto``: the best installed) is built on first use."""
+        if isinstance(self._detector, str):  # OpenCV / MTCNN weights only when a video is processed
+            self._detector = make_detector(self._detector, device=str(self.device))
         return self._detector
+
+    @property
+    def detector_name(self) -> str:
+        return getattr(self.detector, "name", type(self.detector).__name__)
 
     # ---- model calls ------------------------------------------------------------------------
     def normalise(self, frames: np.ndarray) -> torch.Tensor:
@@ -296,7 +301,7 @@ class _VideoRun:
             message = (message + "; " if message else "") + (
                 f"video shorter than one window ({len(self.frame_index)} of {self.T} sampled frames): frames looped")
         settings = asdict(self.p.options)
-        settings.update(stride=self.stride, hop_frames=self.hop * self.stride, window_frames=self.T,
+        settings.update(detector=self.p.detector_name, stride=self.stride, hop_frames=self.hop * self.stride, window_frames=self.T,
                         window_seconds=round(((self.T - 1) * self.stride + 1) / fps, 3))
         result = VideoResult(
             path=self.path, status=status, class_names=self.p.class_names, windows=self.windows, message=message,
@@ -306,11 +311,12 @@ class _VideoRun:
         return result
 
 
-def load(model_dir: str | Path, detector: FaceDetector | None = None, device: str = "cpu", **options: Any) -> Predictor:
+def load(model_dir: str | Path, detector: FaceDetector | str = "auto", device: str = "cpu", **options: Any) -> Predictor:
     """Load an hi2m model directory (``config.json`` + ``model.safetensors``) as a :class:`Predictor`.
 
-    ``options`` are :class:`PredictOptions` fields (``hop``, ``detect_every``...); ``detector`` any
-    object with ``detect(rgb_frame) -> list[Box]`` (default: OpenCV's Haar cascade).
+    ``options`` are :class:`PredictOptions` fields (``hop``, ``detect_every``...); ``detector`` a
+    built-in detector's name (``auto``: the best installed, ``mtcnn``, ``haar``) or any object with
+    ``detect(rgb_frame) -> list[Box]``.
     """
     from hi2m.model.io import load_pretrained
 
