@@ -151,20 +151,20 @@ def square(boxes: torch.Tensor) -> torch.Tensor:
     return torch.cat([centre - half, centre + half], dim=1)
 
 
-def crops(image: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
-    """Resized crops (N, 3, size, size) of image (3, H, W) at integer boxes; outside the image is zero."""
-    _, h, w = image.shape
-    out = image.new_zeros((boxes.shape[0], 3, size, size))
+def crops(pixels: np.ndarray, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """Crops of pixels (H, W, 3) at integer boxes (N, 4), resized to (N, 3, size, size); zero outside."""
+    import cv2
+
+    h, w = pixels.shape[:2]
+    out = np.zeros((boxes.shape[0], size, size, 3), np.float32)  # (N, size, size, 3)
     for k, (x0, y0, x1, y1) in enumerate(boxes.round().long().tolist()):
-        if x1 - x0 < 2 or y1 - y0 < 2:
-            continue
-        patch = image.new_zeros((3, y1 - y0, x1 - x0))  # (3, bh, bw), zero-padded where outside
         sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
-        if sx1 <= sx0 or sy1 <= sy0:
+        if x1 - x0 < 2 or y1 - y0 < 2 or sx1 <= sx0 or sy1 <= sy0:
             continue
-        patch[:, sy0 - y0: sy1 - y0, sx0 - x0: sx1 - x0] = image[:, sy0:sy1, sx0:sx1]
-        out[k] = F.interpolate(patch[None], size=(size, size), mode="area")[0]
-    return out
+        patch = np.zeros((y1 - y0, x1 - x0, 3), np.float32)  # (bh, bw, 3), zero-padded where outside
+        patch[sy0 - y0: sy1 - y0, sx0 - x0: sx1 - x0] = pixels[sy0:sy1, sx0:sx1]
+        out[k] = cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA)
+    return torch.from_numpy(out).permute(0, 3, 1, 2).to(boxes.device)  # (N, 3, size, size)
 
 
 class MTCNNFaceDetector:
@@ -208,25 +208,31 @@ class MTCNNFaceDetector:
     def detect(self, frame: np.ndarray) -> list[Box]:
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise ValueError(f"expected an RGB uint8 frame (H, W, 3), got {frame.dtype} {frame.shape}")
-        image = torch.tensor(frame, device=self.device).permute(2, 0, 1).float()  # (3, H, W)
-        image = (image - 127.5) / 128.0
+        import cv2  # resizing: OpenCV's area filter is ~10x faster than torch's on CPU
+
         shrink = min(1.0, self.max_side / max(frame.shape[:2]))
         if shrink < 1.0:
-            size = (round(frame.shape[0] * shrink), round(frame.shape[1] * shrink))
-            image = F.interpolate(image[None], size=size, mode="area")[0]  # (3, h, w)
-        boxes, scores = self.propose(image)
-        boxes, scores = self.stage(image, boxes, self.rnet, 24, self.thresholds[1], by_min=False)
-        boxes, scores = self.stage(image, boxes, self.onet, 48, self.thresholds[2], by_min=True)
+            size = (round(frame.shape[1] * shrink), round(frame.shape[0] * shrink))
+            frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)  # (h, w, 3)
+        pixels = (frame.astype(np.float32) - 127.5) / 128.0  # (h, w, 3)
+        boxes, scores = self.propose(pixels)
+        boxes, scores = self.stage(pixels, boxes, self.rnet, 24, self.thresholds[1], by_min=False)
+        boxes, scores = self.stage(pixels, boxes, self.onet, 48, self.thresholds[2], by_min=True)
         boxes = boxes / shrink
         return [Box(*b, score=s) for b, s in zip(boxes.tolist(), scores.tolist())]
 
-    def propose(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Stage 1: P-Net over the pyramid -> squared candidate boxes (N, 4) in image pixels and scores."""
-        _, h, w = image.shape
+    def propose(self, pixels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stage 1: P-Net over the pyramid of normalised pixels (h, w, 3) -> squared candidate boxes
+        (N, 4) in those pixels and their scores."""
+        import cv2
+
+        h, w = pixels.shape[:2]
         found_boxes, found_scores = [], []
-        for s in self.scales(h, w):
-            level = F.interpolate(image[None], size=(math.ceil(h * s), math.ceil(w * s)), mode="area")  # (1, 3, h_s, w_s)
-            prob, offsets = self.pnet(level)  # (1, H', W'), (1, 4, H', W')
+        level = pixels
+        for s in self.scales(h, w):  # each level is shrunk from the one before: area filter, ~3x less work
+            level = cv2.resize(level, (math.ceil(w * s), math.ceil(h * s)), interpolation=cv2.INTER_AREA)  # (h_s, w_s, 3)
+            x = torch.from_numpy(level).to(self.device).permute(2, 0, 1)[None]  # (1, 3, h_s, w_s)
+            prob, offsets = self.pnet(x)  # (1, H', W'), (1, 4, H', W')
             ys, xs = torch.nonzero(prob[0] >= self.thresholds[0], as_tuple=True)
             if ys.numel() == 0:
                 continue
@@ -238,17 +244,17 @@ class MTCNNFaceDetector:
             found_boxes.append(refine(boxes[keep], offsets[0, :, ys[keep], xs[keep]].T))
             found_scores.append(scores[keep])
         if not found_boxes:
-            return image.new_zeros((0, 4)), image.new_zeros((0,))
+            return torch.zeros((0, 4), device=self.device), torch.zeros((0,), device=self.device)
         boxes, scores = torch.cat(found_boxes), torch.cat(found_scores)
         keep = nms(boxes, scores, 0.7)
         return square(boxes[keep]), scores[keep]
 
-    def stage(self, image: torch.Tensor, boxes: torch.Tensor, net: nn.Module, size: int, threshold: float,
+    def stage(self, pixels: np.ndarray, boxes: torch.Tensor, net: nn.Module, size: int, threshold: float,
               by_min: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """Stages 2 and 3: rescore crops of the boxes, keep the confident ones, refine, suppress."""
         if boxes.shape[0] == 0:
             return boxes, boxes.new_zeros((0,))
-        prob, offsets = net(crops(image, boxes, size))  # (N,), (N, 4)
+        prob, offsets = net(crops(pixels, boxes, size))  # (N,), (N, 4)
         mask = prob >= threshold
         boxes, prob = refine(boxes[mask], offsets[mask]), prob[mask]
         keep = nms(boxes, prob, 0.7, by_min=by_min)
