@@ -16,7 +16,7 @@ import torch
 from _media import astronaut_frames, media, mtcnn_weights, write_video
 from hi2m.infer import Box, PredictOptions, Predictor
 from hi2m.infer.detect import iou
-from hi2m.infer.track import FaceTracker, interpolate, square_crop
+from hi2m.infer.track import FaceTracker, detect_near, interpolate, square_crop
 from hi2m.model import HI2MConfig
 from hi2m.model.classifier import VideoClassifier
 from hi2m.model.io import load_pretrained, save_pretrained
@@ -117,6 +117,53 @@ def test_square_crop_matches_slicing_and_pads_outside_with_black():
     corner = square_crop(frame, Box(-8, -8, 8, 8), margin=1.0, size=32)  # square (-16..16)
     np.testing.assert_array_equal(corner[16:, 16:], frame[:16, :16])
     assert corner[:16].max() == 0 and corner[:, :16].max() == 0
+
+
+class BlobDetector:
+    """The bounding box of the bright pixels (a detector that only looks at the pixels it gets)."""
+
+    def __init__(self) -> None:
+        self.shapes: list[tuple[int, int]] = []
+
+    def detect(self, frame: np.ndarray) -> list[Box]:
+        self.shapes.append(frame.shape[:2])
+        ys, xs = np.nonzero(frame.max(axis=2) > 128)
+        return [Box(xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)] if len(xs) else []
+
+
+def test_detect_near_maps_the_search_window_back_to_the_frame():
+    frame = np.zeros((300, 400, 3), np.uint8)
+    frame[100:200, 220:320] = 255  # a 100 x 100 "face"
+    det = BlobDetector()
+    found = detect_near(det, frame, Box(210, 95, 310, 195), context=2.5, face_px=40)
+    assert det.shapes[-1][0] < 110  # the detector saw a shrunk window (250 px * 0.4), not the frame
+    assert len(found) == 1 and iou(found[0], Box(220, 100, 320, 200)) > 0.95
+    # a tracked box at the border: the window is clipped to the frame, no enlargement of small faces
+    found = detect_near(det, frame, Box(360, 150, 390, 180), context=2.5, face_px=64)  # window x 337..400
+    assert det.shapes[-1] == (76, 63) and found == []  # clipped at the right edge; the blob is outside
+
+
+def test_search_window_finds_the_same_faces_as_whole_frames(model_dir):
+    import hi2m
+    from hi2m.infer.mtcnn import MTCNNFaceDetector
+
+    class Recording(MTCNNFaceDetector):
+        def detect(self, frame):
+            self.shapes.append(frame.shape[:2])
+            return super().detect(frame)
+
+    runs = {}
+    for search in (0.0, 2.5):
+        det = Recording(weights_dir=mtcnn_weights())
+        det.shapes = []
+        r = hi2m.load(model_dir, detector=det, search=search).predict_video(media("single_face.mp4"))
+        runs[search] = (r, det.shapes)
+    (full, full_shapes), (near, near_shapes) = runs[0.0], runs[2.5]
+    assert all(s == (360, 640) for s in full_shapes)
+    assert sum(s[0] * s[1] < 360 * 640 / 8 for s in near_shapes) >= len(near_shapes) - 2  # windows, not frames
+    pairs = [(a, b) for (_, a), (_, b) in zip(full.frame_boxes, near.frame_boxes)]
+    assert all(a is not None and b is not None for a, b in pairs)
+    assert min(iou(a, b) for a, b in pairs) > 0.8
 
 
 # ---- windows ---------------------------------------------------------------------------------
@@ -311,6 +358,35 @@ def test_cli_says_which_detector_and_auto_takes_mtcnn_when_installed(model_dir, 
     assert "face detector: haar" in capsys.readouterr().err
     assert main(["predict", str(videos["face"]), "--model", str(model_dir), "--detector", "mtcnn"]) == 2
     assert "pip install --no-deps" in capsys.readouterr().err
+
+
+def test_backends_and_precisions_agree_with_torch_fp32(model_dir):
+    rng = np.random.default_rng(3)
+    crops = rng.integers(0, 256, (3, T, 32, 32, 3), dtype=np.uint8)  # (B, T, S, S, 3)
+    model = load_pretrained(model_dir)
+    ref = Predictor(model).classify(crops)  # (B, K)
+    ort = Predictor(model, options=PredictOptions(backend="onnxruntime")).classify(crops)
+    bf16 = Predictor(model, options=PredictOptions(precision="bf16")).classify(crops)
+    np.testing.assert_allclose(ort, ref, atol=1e-5)
+    np.testing.assert_allclose(bf16, ref, atol=2e-2)
+    assert np.abs(bf16 - ref).max() > 0  # bf16 did run in bf16
+    for bad in ({"backend": "tensorrt"}, {"precision": "fp8"}, {"backend": "onnxruntime", "precision": "bf16"}):
+        with pytest.raises(ValueError):
+            PredictOptions(**bad)
+
+
+def test_cli_onnxruntime_backend_gives_the_torch_result(model_dir, videos, tmp_path):
+    from hi2m.cli import main
+
+    runs = {}
+    for backend in ("torch", "onnxruntime"):
+        out = tmp_path / f"{backend}.json"
+        assert main(["predict", str(videos["face"]), "--model", str(model_dir), "--out", str(out),
+                     "--detector", "haar", "--backend", backend]) == 0
+        runs[backend] = json.loads(out.read_text())["videos"][0]
+    assert runs["onnxruntime"]["settings"]["backend"] == "onnxruntime"
+    probs = {k: np.array([list(w["probs"].values()) for w in v["windows"]]) for k, v in runs.items()}
+    np.testing.assert_allclose(probs["onnxruntime"], probs["torch"], atol=1e-5)
 
 
 def test_cli_exit_codes_0_and_2(model_dir, videos, tmp_path):

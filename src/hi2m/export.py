@@ -87,3 +87,28 @@ def run_onnx(path: str | Path, video: np.ndarray) -> tuple[np.ndarray, np.ndarra
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     logits, feat = session.run(["logits", "features"], {"video": video.astype(np.float32)})
     return logits, feat
+
+
+class OnnxRunner:
+    """A classifier run through ONNX Runtime: exported once to a temporary file, then one session.
+
+    ``threads``: ONNX Runtime's intra-op threads (default: torch's thread count, so both backends
+    use the same cores). Call it with a normalised float32 batch (B, C, T, H, W); returns logits.
+    """
+
+    def __init__(self, model: nn.Module, threads: int | None = None) -> None:
+        import tempfile
+
+        try:
+            import onnxruntime as ort
+        except ImportError as err:
+            raise ImportError("the onnxruntime backend needs onnxruntime: pip install -e '.[export]'") from err
+        with tempfile.TemporaryDirectory(prefix="hi2m-onnx-") as tmp:
+            path = Path(tmp) / "model.onnx"
+            export_onnx(model, path, check=False)
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads or torch.get_num_threads()
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, video: np.ndarray) -> np.ndarray:
+        return self.session.run(["logits"], {"video": np.ascontiguousarray(video, dtype=np.float32)})[0]

@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--stride", type=int, default=None, help="fixed frame stride (overrides --sample-fps)")
     g.add_argument("--hop", type=float, default=1.0, help="seconds between window starts (default 1.0)")
     g.add_argument("--detect-every", type=int, default=2, help="detect faces on every n-th sampled frame (default 2)")
+    g.add_argument("--search", type=float, default=2.5,
+                   help="while a face is tracked, detect only in a window this many face sides wide "
+                        "(the whole frame when the face is not found there; 0 = always the whole frame)")
     g.add_argument("--margin", type=float, default=0.25, help="face crop margin (default 0.25)")
     g.add_argument("--min-face-coverage", type=float, default=0.5,
                    help="share of a window's frames that must show a face (default 0.5)")
@@ -33,6 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="face detector: auto (default) takes MTCNN when its weights are installed "
                         "(pip install --no-deps facenet-pytorch==2.6.0), else OpenCV's Haar cascade")
     g.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    g.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+                   help="run the model with torch (default) or through ONNX Runtime (CPU; needs the export extra)")
+    g.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="fp32 (default) or bf16 autocast (torch backend; fastest on CPUs with bf16 units, "
+                        "probabilities within ~1e-2)")
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
 
 
@@ -56,8 +64,9 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     try:
         options = PredictOptions(sample_fps=args.sample_fps, stride=args.stride, hop=args.hop,
-                                 detect_every=args.detect_every, margin=args.margin,
-                                 min_face_coverage=args.min_face_coverage, batch_size=args.batch_size)
+                                 detect_every=args.detect_every, search=args.search, margin=args.margin,
+                                 min_face_coverage=args.min_face_coverage, batch_size=args.batch_size,
+                                 backend=args.backend, precision=args.precision)
         model = load_pretrained(args.model, map_location=args.device)
     except (ValueError, FileNotFoundError, OSError, RuntimeError) as err:
         _say(f"error: {err}")

@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from hi2m.infer.detect import Box, FaceDetector, make_detector
+from hi2m.infer.detect import Box, FaceDetector, iou, make_detector
 from hi2m.infer.frames import SequentialVideo
 from hi2m.infer.result import NO_FACE, OK, PARTIAL, VideoResult, WindowPrediction
-from hi2m.infer.track import FaceTracker, interpolate, square_crop
+from hi2m.infer.track import FaceTracker, detect_near, interpolate, square_crop
 
 
 @dataclass
@@ -38,20 +38,31 @@ class PredictOptions:
     stride: int | None = None  # ... unless a fixed frame stride is given
     hop: float = 1.0  # seconds between window starts
     detect_every: int = 2  # run the detector on every n-th sampled frame
+    search: float = 2.5  # while a face is tracked, detect in a window this many face sides wide (0 = whole frame)
     margin: float = 0.25  # square crop side = (1 + margin) x the face box's longer side
     min_face_coverage: float = 0.5  # share of a window's frames that must show a face
     batch_size: int = 4  # windows per model call
     decode_threads: int = 0  # FFmpeg decoder threads (0 = automatic)
+    backend: str = "torch"  # "torch" or "onnxruntime" (the exported graph, CPU)
+    precision: str = "fp32"  # "fp32" or "bf16" (torch autocast; the torch backend only)
 
     def __post_init__(self) -> None:
         if self.sample_fps <= 0 or self.hop <= 0:
             raise ValueError(f"sample_fps and hop must be > 0, got {self.sample_fps}, {self.hop}")
         if self.stride is not None and self.stride < 1:
             raise ValueError(f"stride must be >= 1, got {self.stride}")
+        if self.search != 0 and self.search < 1.5:
+            raise ValueError(f"search must be 0 (whole frame) or >= 1.5 face sides, got {self.search}")
         if self.detect_every < 1 or self.batch_size < 1:
             raise ValueError("detect_every and batch_size must be >= 1")
         if not 0.0 < self.min_face_coverage <= 1.0:
             raise ValueError(f"min_face_coverage must be in (0, 1], got {self.min_face_coverage}")
+        if self.backend not in ("torch", "onnxruntime"):
+            raise ValueError(f"backend must be 'torch' or 'onnxruntime', got {self.backend!r}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        if self.backend == "onnxruntime" and self.precision != "fp32":
+            raise ValueError("the onnxruntime backend runs the fp32 graph: use precision 'fp32'")
 
 
 @dataclass
@@ -76,6 +87,7 @@ class Predictor:
         self.class_names: tuple[str, ...] = tuple(getattr(model, "class_names", ()))
         self._detector = detector if detector is not None else "auto"
         self.options = options or PredictOptions()
+        self._onnx = None  # the ONNX Runtime session of backend "onnxruntime", built on first use
         shape = (1, self.cfg.in_chans, 1, 1, 1)
         self._mean = torch.tensor(self.cfg.pixel_mean).view(shape)
         self._std = torch.tensor(self.cfg.pixel_std).view(shape)
@@ -100,11 +112,21 @@ class Predictor:
 
     @torch.inference_mode()
     def classify(self, frames: np.ndarray) -> np.ndarray:
-        """Face crops uint8 (B, T, S, S, 3) -> class probabilities (B, K)."""
+        """Face crops uint8 (B, T, S, S, 3) -> class probabilities (B, K), with the options' backend."""
         if not self.is_classifier:
             raise TypeError("this model is a pretraining model (no classification head): "
                             "predict needs a fine-tuned classifier; extract_features works on both")
-        logits = self.model(self.normalise(frames))  # (B, K)
+        video = self.normalise(frames)  # (B, C, T, S, S)
+        if self.options.backend == "onnxruntime":
+            if self._onnx is None:  # exported on first use (about a second for `small`)
+                if self.device.type != "cpu":
+                    raise ValueError("the onnxruntime backend runs on the CPU: use device 'cpu'")
+                from hi2m.export import OnnxRunner
+
+                self._onnx = OnnxRunner(self.model)
+            return torch.from_numpy(self._onnx(video.numpy())).softmax(dim=-1).numpy()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.options.precision == "bf16"):
+            logits = self.model(video)  # (B, K)
         return logits.float().softmax(dim=-1).cpu().numpy()
 
     @torch.inference_mode()
@@ -213,12 +235,22 @@ class _VideoRun:
             self._resolve_pending()
             self._emit_windows()
 
+    def _detect(self, rgb: np.ndarray) -> list[Box]:
+        """Faces in a frame: near the tracked face when there is one (falling back to the whole frame
+        when the tracked face is not found there), else in the whole frame."""
+        tracked = self.tracker.box
+        if tracked is not None and self.opts.search > 0:
+            near = detect_near(self.p.detector, rgb, tracked, context=self.opts.search)
+            if any(iou(tracked, d) >= self.tracker.min_iou for d in near):
+                return near
+        return self.p.detector.detect(rgb)
+
     def _resolve_pending(self) -> None:
         """Detect on the newest pending frame, then give every pending frame its box and crop."""
         timings = self.p.timings
         k_new, rgb_new = self.pending[-1]
         t0 = time.perf_counter()
-        box_new = self.tracker.update(self.p.detector.detect(rgb_new))
+        box_new = self.tracker.update(self._detect(rgb_new))
         timings["detect"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         for k, rgb in self.pending:

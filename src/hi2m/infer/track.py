@@ -90,3 +90,29 @@ def square_crop(frame: np.ndarray, box: Box, margin: float, size: int) -> np.nda
         out[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = frame[sy0:sy1, sx0:sx1]
     interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
     return cv2.resize(out, (size, size), interpolation=interp)  # (size, size, 3)
+
+
+def detect_near(detector, frame: np.ndarray, box: Box, context: float = 2.5, face_px: int = 64) -> list[Box]:
+    """Detect faces in a search window around a tracked ``box`` only (boxes in frame coordinates).
+
+    The window is a square of ``context`` x the box's longer side around its centre, clipped to the
+    frame, and shrunk (never enlarged) so that the tracked face is about ``face_px`` pixels: the
+    detector sees a small image, whatever the face's size in the frame.
+    """
+    import cv2
+
+    h, w = frame.shape[:2]
+    side = context * max(box.width, box.height)
+    cx, cy = box.center
+    x0, y0 = max(0, int(cx - side / 2)), max(0, int(cy - side / 2))
+    x1, y1 = min(w, int(np.ceil(cx + side / 2))), min(h, int(np.ceil(cy + side / 2)))
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return []
+    window = frame[y0:y1, x0:x1]  # (h', w', 3)
+    scale = min(1.0, face_px / max(box.width, box.height, 1.0))
+    if scale < 1.0:
+        size = (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale)))
+        window = cv2.resize(window, size, interpolation=cv2.INTER_AREA)
+    sx, sy = (x1 - x0) / window.shape[1], (y1 - y0) / window.shape[0]
+    return [Box(x0 + b.x0 * sx, y0 + b.y0 * sy, x0 + b.x1 * sx, y0 + b.y1 * sy, b.score)
+            for b in detector.detect(np.ascontiguousarray(window))]
