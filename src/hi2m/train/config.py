@@ -15,7 +15,9 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "run": {"dir": "runs", "name": None},
     # Any HI2MConfig field, plus "size" (micro | tiny | small | base).
-    "model": {"size": "base"},
+    # "compile": torch.compile the transformer blocks and the HRD policy (off: it pays only on long
+    # runs, see benchmarks/compile_breakeven.py)
+    "model": {"size": "base", "compile": False},
     "data": {
         "dataset": "synthetic",
         "root": "data/synthface",
@@ -199,6 +201,7 @@ def validate(cfg: dict[str, Any]) -> None:
         raise ValueError(f"unknown top-level key(s): {unknown}; known: {sorted(DEFAULTS)}")
     model = dict(cfg["model"])
     model.pop("size", None)
+    model.pop("compile", None)
     fields = set(HI2MConfig.__dataclass_fields__)
     bad = sorted(set(model) - fields)
     if bad:
@@ -215,6 +218,7 @@ def model_config(cfg: dict[str, Any], **extra: Any):
 
     model = dict(cfg["model"])
     size = model.pop("size", "base")
+    model.pop("compile", None)  # how to run the model, not what it is
     model.setdefault("num_frames", cfg["data"]["num_frames"])
     model.setdefault("image_size", cfg["data"]["image_size"])
     model.update(extra)

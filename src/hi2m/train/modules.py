@@ -32,6 +32,13 @@ def step_seed(seed: int, step: int, rank: int) -> int:
 class _Base(pl.LightningModule):
     """Schedule, optimiser, NaN/Inf guard, skipped-clip tracking shared by both tasks."""
 
+    def _maybe_compile(self) -> None:
+        """``model.compile: true``: torch.compile the blocks and the policy in place (same state dict)."""
+        if self.run_cfg["model"].get("compile"):
+            from hi2m.model.compiled import compile_blocks
+
+            compile_blocks(self.model)
+
     def __init__(self, run_cfg: dict[str, Any], total_steps: int, lr: float):
         super().__init__()
         self.run_cfg = run_cfg
@@ -187,6 +194,7 @@ class PretrainModule(_Base):
     def __init__(self, run_cfg: dict[str, Any], model_cfg, total_steps: int, lr: float):
         super().__init__(run_cfg, total_steps, lr)
         self.model = HI2M(model_cfg)
+        self._maybe_compile()
         self._epoch_rows: list[torch.Tensor] = []
         self._epoch_hrd: list[dict[str, float]] = []
         self.epoch_stats: list[dict[str, float]] = []
@@ -320,6 +328,7 @@ class FinetuneModule(_Base):
         f = run_cfg["finetune"]
         self.model = VideoClassifier(model_cfg, num_classes, class_names, linear_probe=f["linear_probe"],
                                      head_dropout=f["head_dropout"])
+        self._maybe_compile()
         mixing = not f["linear_probe"] and (f["mixup"] > 0 or f["cutmix"] > 0) and f["mixup_prob"] > 0
         self.mixup = Mixup(f["mixup"], f["cutmix"], prob=f["mixup_prob"], label_smoothing=f["label_smoothing"],
                            num_classes=num_classes) if mixing else None
