@@ -77,7 +77,7 @@ def main() -> None:
 
         def config(workers: int, repeats: int) -> dict:
             return load_config(None, [
-                "data.dataset=voxceleb2", f"data.root={root}", "data.crop_box=[0,32,160,192]",
+                "data.dataset=voxceleb2", f"data.root={root}", "data.train_split=dev", "data.crop_box=[0,32,160,192]",
                 f"data.batch_size={args.batch}", f"data.num_workers={workers}", f"data.repeats={repeats}",
                 f"model.size={args.size}", "model.mask_type=hrd", f"seed={args.seed}",
             ])
@@ -123,7 +123,12 @@ def main() -> None:
                 cfg = config(workers, repeats)
                 dataset = pretrain_dataset(cfg, model.cfg)
                 loader = Loaders(cfg, dataset)._loader(dataset, True)
-                it = iter(loader)
+
+                def endless(loader=loader):  # epochs back to back (persistent workers stay up)
+                    while True:
+                        yield from loader
+
+                it = endless()
                 for _ in range(2):
                     video = next(it)["video"]
                     step(video.flatten(0, 1) if video.ndim == 6 else video)
