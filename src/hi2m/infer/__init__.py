@@ -9,7 +9,8 @@
 See docs/inference.md.
 """
 
-from hi2m.infer.detect import Box, FaceDetector, HaarFaceDetector, make_detector
+from hi2m.infer.detect import Box, FaceDetector, HaarFaceDetector
+from hi2m.infer.detectors import make_detector
 from hi2m.infer.predictor import Features, PredictOptions, Predictor, load
 from hi2m.infer.result import VideoResult, WindowPrediction
 

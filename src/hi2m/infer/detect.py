@@ -4,7 +4,8 @@ A detector takes one RGB frame and returns face boxes in that frame's pixel coor
 with a ``detect(frame) -> list[Box]`` method can be passed to :class:`hi2m.infer.Predictor`
 (e.g. a wrapper around a DNN detector); nothing else is asked of it.
 
-Built in, best first (measured by ``benchmarks/face_detectors.py``, table in docs/inference.md):
+Built in, best first (chosen by name or automatically in :mod:`hi2m.infer.detectors`; measured by
+``benchmarks/face_detectors.py``, table in docs/inference.md):
 
 * ``mtcnn``: :class:`hi2m.infer.mtcnn.MTCNNFaceDetector`, when its weights are installed
   (``pip install --no-deps "facenet-pytorch==2.6.0"``); finds turned, small and partly covered faces;
@@ -112,21 +113,3 @@ class HaarFaceDetector:
         )
         return [Box(x / scale, y / scale, (x + w) / scale, (y + h) / scale) for x, y, w, h in np.asarray(found).reshape(-1, 4)]
 
-
-DETECTORS = ("mtcnn", "haar")  # best first
-
-
-def make_detector(name: str = "auto", device: str = "cpu") -> FaceDetector:
-    """A built-in detector by name (``mtcnn``, ``haar``), or ``auto``: the best one installed.
-
-    ``auto`` falls back to Haar only when MTCNN's weights are not installed; asking for ``mtcnn``
-    by name without them raises with the install command.
-    """
-    if name not in DETECTORS + ("auto",):
-        raise ValueError(f"unknown face detector {name!r}; choose one of {', '.join(DETECTORS + ('auto',))}")
-    if name in ("auto", "mtcnn"):
-        from hi2m.infer.mtcnn import MTCNNFaceDetector, find_weights
-
-        if name == "mtcnn" or find_weights() is not None:
-            return MTCNNFaceDetector(device=device)
-    return HaarFaceDetector()

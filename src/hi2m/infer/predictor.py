@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from hi2m.infer.detect import Box, FaceDetector, iou, make_detector
+from hi2m.infer.detect import Box, FaceDetector, iou
+from hi2m.infer.detectors import make_detector
 from hi2m.infer.frames import SequentialVideo
 from hi2m.infer.result import NO_FACE, OK, PARTIAL, VideoResult, WindowPrediction
 from hi2m.infer.track import FaceTracker, detect_near, interpolate, square_crop
