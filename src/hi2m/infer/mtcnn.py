@@ -184,7 +184,7 @@ class MTCNNFaceDetector:
         if folder is None:
             raise FileNotFoundError(
                 "MTCNN weights not found: install them with  pip install --no-deps 'facenet-pytorch==2.6.0'  "
-                "(or pass weights_dir=a folder with pnet.pt, rnet.pt, onet.pt)")
+                "or point HI2M_MTCNN_WEIGHTS (Python: weights_dir=) at a folder with pnet.pt, rnet.pt, onet.pt")
         self.pnet, self.rnet, self.onet = PNet(), RNet(), ONet()
         for net, name in zip((self.pnet, self.rnet, self.onet), WEIGHT_FILES):
             path = folder / name
@@ -208,7 +208,7 @@ class MTCNNFaceDetector:
     def detect(self, frame: np.ndarray) -> list[Box]:
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise ValueError(f"expected an RGB uint8 frame (H, W, 3), got {frame.dtype} {frame.shape}")
-        import cv2  # resizing: OpenCV's area filter is ~10x faster than torch's on CPU
+        import cv2  # resizing: OpenCV's area filter is cheaper than torch's area interpolation on CPU
 
         shrink = min(1.0, self.max_side / max(frame.shape[:2]))
         if shrink < 1.0:
