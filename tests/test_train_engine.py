@@ -317,3 +317,23 @@ def test_dfew_folds_report_each_fold_and_mean_std(tmp_path):
         metrics = json.loads((tmp_path / "runs" / "dfew" / f"fold{fold}" / "metrics.json").read_text())
         assert metrics["total"] == 4  # the fold's own test list
         assert f"{100 * out['results'][fold].uar:7.2f}" in summary
+    # --- resuming the folds: a finished fold is kept, an interrupted one continues from its checkpoint
+    base = tmp_path / "runs" / "dfew"
+    with pytest.raises(FileExistsError, match="--resume"):
+        finetune(cfg)  # the same folds again without --resume: refused, nothing overwritten
+    fold1_metrics = (base / "fold1" / "metrics.json").read_bytes()
+    fold1_mtime = (base / "fold1" / "metrics.json").stat().st_mtime_ns
+    (base / "fold2" / "metrics.json").unlink()  # fold 2 "stopped" after its last checkpoint
+    import shutil
+
+    shutil.rmtree(base / "fold2" / "model")
+    again = finetune(cfg, resume=base)
+    assert (base / "fold1" / "metrics.json").stat().st_mtime_ns == fold1_mtime  # not rerun
+    assert (base / "fold1" / "metrics.json").read_bytes() == fold1_metrics
+    assert (base / "fold2" / "model" / "config.json").is_file()  # fold 2 finished this time
+    for fold in (1, 2):
+        assert again["results"][fold].uar == pytest.approx(out["results"][fold].uar)
+        assert torch.equal(again["results"][fold].confusion, out["results"][fold].confusion)
+    changed = dict(cfg, seed=cfg["seed"] + 1)
+    with pytest.raises(ValueError, match="changed config"):
+        finetune(changed, resume=base)

@@ -341,7 +341,7 @@ def finetune(cfg: dict[str, Any], resume: str | Path | None = None, verbose: boo
     cfg = absolute_paths(cfg)
     folds = cfg["finetune"]["folds"]
     if folds:
-        return _finetune_folds(cfg, folds)
+        return _finetune_folds(cfg, folds, resume, force)
     from hi2m.model.io import save_pretrained
     from hi2m.train.modules import FinetuneModule
 
@@ -401,13 +401,66 @@ def _test(trainer: pl.Trainer, module, cfg, test_set, run_dir: Path, header: lis
     return result
 
 
-def _finetune_folds(cfg: dict[str, Any], folds: list[int]) -> dict[str, Any]:
-    base_name = cfg["run"]["name"] or f"finetune-{time.strftime('%Y%m%d-%H%M%S')}"
+def folds_base_dir(cfg: dict[str, Any], resume: str | Path | None) -> Path:
+    """The folder that holds ``fold<k>/`` runs: ``--resume DIR`` names it; ``--resume auto`` finds
+    ``run.dir/run.name`` or, without a name, the newest ``finetune-*`` folder holding fold runs; else
+    a new one (``run.name`` or a timestamp)."""
+    if resume is not None and str(resume) != "auto":
+        base = Path(resume).absolute()
+        if not base.is_dir():
+            raise FileNotFoundError(f"--resume {base}: no such run folder")
+        return base
+    if resume is not None and not cfg["run"]["name"]:
+        found = [d for d in Path(cfg["run"]["dir"]).glob("finetune-*") if list(d.glob("fold*/config.yaml"))]
+        if found:
+            return max(found, key=lambda d: d.stat().st_mtime)
+    return run_dir_for(cfg, "finetune")
+
+
+def _fold_finished(fold_dir: Path):
+    """A fold run that got to its test: its result rebuilt from the saved confusion matrix, else None."""
+    metrics, model = fold_dir / "metrics.json", fold_dir / "model" / "config.json"
+    if not (metrics.is_file() and model.is_file()):
+        return None
+    from hi2m.train.metrics import ConfusionMatrix
+
+    confusion = torch.tensor(json.loads(metrics.read_text())["confusion"], dtype=torch.long)  # (K, K)
+    matrix = ConfusionMatrix(confusion.shape[0])
+    matrix.counts = confusion
+    return matrix.compute()
+
+
+def _finetune_folds(cfg: dict[str, Any], folds: list[int], resume: str | Path | None = None,
+                    force: bool = False) -> dict[str, Any]:
+    """One fine-tuning run per fold under one folder, and the mean / std summary. Resuming (``resume``
+    a folder or ``auto``) keeps the folds that finished (their saved test result), continues the one
+    that was interrupted from its checkpoint and runs the rest."""
+    base = folds_base_dir(cfg, resume)
+    if resume is None and any(checkpoints_of(base / f"fold{k}") for k in folds):
+        raise FileExistsError(f"{base} already holds fold runs; pass --resume {base} (or --resume auto) to "
+                              "continue them, or choose another run.name")
+    saved = base / "config.yaml"
+    if resume is not None and saved.is_file():
+        import yaml
+
+        changes = config_changes(yaml.safe_load(saved.read_text()), cfg)
+        if changes and not force:
+            raise ValueError(f"refusing to resume {base} with a changed config (pass --force to resume "
+                             "anyway):\n  " + "\n  ".join(changes))
+    write_run_config(base, cfg)
     results = {}
     for k in folds:
-        fold_cfg = deep_merge(cfg, {"finetune": {"folds": None}, "run": {"name": f"{base_name}/fold{k}"},
+        fold_dir = base / f"fold{k}"
+        fold_cfg = deep_merge(cfg, {"finetune": {"folds": None}, "run": {"dir": str(base.parent), "name": f"{base.name}/fold{k}"},
                                     "data": {"options": {"fold": int(k)}}})
-        results[int(k)] = finetune(fold_cfg)["result"]
+        done = _fold_finished(fold_dir) if resume is not None else None
+        if done is not None:
+            log.info("fold %s finished earlier: its saved test result is used (%s)", k, fold_dir / "metrics.json")
+            results[int(k)] = done
+        elif resume is not None and checkpoints_of(fold_dir):
+            results[int(k)] = finetune(fold_cfg, resume=fold_dir, force=force)["result"]
+        else:
+            results[int(k)] = finetune(fold_cfg)["result"]
     lines = [f"{'fold':>4} {'UAR':>7} {'WAR':>7}"]
     lines += [f"{k:>4} {100 * r.uar:7.2f} {100 * r.war:7.2f}" for k, r in results.items()]
     if len(results) > 1:
@@ -415,11 +468,9 @@ def _finetune_folds(cfg: dict[str, Any], folds: list[int]) -> dict[str, Any]:
         lines.append(f"mean {statistics.mean(uars):7.2f} {statistics.mean(wars):7.2f}")
         lines.append(f" std {statistics.stdev(uars):7.2f} {statistics.stdev(wars):7.2f}")
     summary = "\n".join(lines)
-    out_dir = Path(cfg["run"]["dir"]) / base_name
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "folds.txt").write_text(summary + "\n")
+    (base / "folds.txt").write_text(summary + "\n")
     print(summary)
-    return {"run_dir": out_dir, "results": results, "summary": summary}
+    return {"run_dir": base, "results": results, "summary": summary}
 
 
 def evaluate(cfg: dict[str, Any], model_dir: str | Path) -> Any:
