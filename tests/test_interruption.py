@@ -182,6 +182,18 @@ def test_a_corrupt_newest_checkpoint_is_named_and_the_previous_one_used(tmp_path
     (folder / "step-000000007.ckpt").write_bytes(good[: len(good) // 2])  # truncated mid-write by a crash
     assert newest_checkpoint(tmp_path) == folder / "step-000000005.ckpt"
     assert "step-000000007.ckpt" in caplog.text
+    # a complete file whose tensor data was damaged on disk (header and index intact): caught by the CRCs
+    torch.save({"global_step": 9, "state_dict": {"w": torch.arange(4096, dtype=torch.float32)}},
+               folder / "step-000000009.ckpt")
+    damaged = bytearray((folder / "step-000000009.ckpt").read_bytes())
+    at = damaged.find(torch.arange(4096, dtype=torch.float32).numpy().tobytes()[4000:4016])
+    assert at > 0
+    damaged[at: at + 4] = b"\xff\xff\xff\xff"
+    (folder / "step-000000009.ckpt").write_bytes(bytes(damaged))
+    assert torch.load(folder / "step-000000009.ckpt", weights_only=True)["global_step"] == 9  # loads silently
+    caplog.clear()
+    assert newest_checkpoint(tmp_path) == folder / "step-000000005.ckpt"
+    assert "step-000000009.ckpt" in caplog.text and "checksum" in caplog.text
     for path in folder.glob("*.ckpt"):
         path.write_bytes(b"not a checkpoint")
     with pytest.raises(RuntimeError, match="every checkpoint .* is unreadable"):
