@@ -116,8 +116,7 @@ class ResumableLoader(DataLoader):
 def verify_records(path: Path) -> None:
     """Check every record of a checkpoint (torch's zip format) against the CRC-32 stored with it; raises
     ValueError naming the first damaged record. Reads the whole file (0.35 s per GB on this project's CPU
-    machine, half of a torch.load); a file written
-    without checksums (all zero) is let through."""
+    machine, half of a torch.load); a file written without checksums (all zero) is let through."""
     import zipfile
 
     with zipfile.ZipFile(path) as archive:
