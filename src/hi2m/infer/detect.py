@@ -112,4 +112,3 @@ class HaarFaceDetector:
             minSize=(self.min_size, self.min_size),
         )
         return [Box(x / scale, y / scale, (x + w) / scale, (y + h) / scale) for x, y, w, h in np.asarray(found).reshape(-1, 4)]
-

@@ -36,22 +36,25 @@ from hi2m.infer.detect import Box
 WEIGHT_FILES = ("pnet.pt", "rnet.pt", "onet.pt")
 
 
+def _has_weights(folder: Path) -> bool:
+    return all((folder / name).is_file() for name in WEIGHT_FILES)
+
+
 def find_weights() -> Path | None:
     """The folder with the MTCNN weight files: ``$HI2M_MTCNN_WEIGHTS``, else an installed
     ``facenet-pytorch``'s (located without importing it: its ``__init__`` needs torchvision); or None.
     """
     env = os.environ.get("HI2M_MTCNN_WEIGHTS")
     if env:
-        if not all((Path(env) / name).is_file() for name in WEIGHT_FILES):
+        if not _has_weights(Path(env)):
             raise FileNotFoundError(f"HI2M_MTCNN_WEIGHTS={env}: needs {', '.join(WEIGHT_FILES)} in that folder")
         return Path(env)
     spec = importlib.util.find_spec("facenet_pytorch")
     if spec is None or not spec.submodule_search_locations:
         return None
     for root in spec.submodule_search_locations:
-        folder = Path(root) / "data"
-        if all((folder / name).is_file() for name in WEIGHT_FILES):
-            return folder
+        if _has_weights(Path(root) / "data"):
+            return Path(root) / "data"
     return None
 
 

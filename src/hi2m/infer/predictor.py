@@ -334,8 +334,8 @@ class _VideoRun:
             message = (message + "; " if message else "") + (
                 f"video shorter than one window ({len(self.frame_index)} of {self.T} sampled frames): frames looped")
         settings = asdict(self.p.options)
-        settings.update(detector=self.p.detector_name, stride=self.stride, hop_frames=self.hop * self.stride, window_frames=self.T,
-                        window_seconds=round(((self.T - 1) * self.stride + 1) / fps, 3))
+        settings.update(detector=self.p.detector_name, stride=self.stride, hop_frames=self.hop * self.stride,
+                        window_frames=self.T, window_seconds=round(((self.T - 1) * self.stride + 1) / fps, 3))
         result = VideoResult(
             path=self.path, status=status, class_names=self.p.class_names, windows=self.windows, message=message,
             info=info, frame_coverage=float(np.mean([b is not None for b in self.boxes])) if self.boxes else 0.0,

@@ -2,8 +2,8 @@
 
 The whole HI2M forward is not a good unit: HRD's sampling, the top-k split of visible / masked
 tokens and HSM's per-sample weighting change shapes or draw random numbers. The transformer blocks
-of the encoder and decoder, the projections and the HRD policy net are fixed graphs, and they hold
-nearly all of the FLOPs, so those are compiled in place (``nn.Module.compile``: parameter names and
+of the encoder and decoder and the HRD policy net are fixed graphs, and they hold nearly all of the
+FLOPs, so those are compiled in place (``nn.Module.compile``: parameter names and
 checkpoints stay as they are). Identical blocks share one compiled graph.
 """
 

@@ -129,16 +129,17 @@ def verify_records(path: Path) -> None:
 
 
 def read_step(path: Path) -> int:
-    """The global step stored in a checkpoint; raises if the file is not a readable, undamaged checkpoint."""
+    """The global step stored in a checkpoint (its small header only); raises if the file is not a
+    readable checkpoint."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    step = int(ckpt["global_step"])
-    verify_records(path)
-    return step
+    return int(ckpt["global_step"])
 
 
 def newest_checkpoint(run_dir: Path) -> Path:
-    """The readable checkpoint of ``run_dir/checkpoints`` with the highest global step (ties: the newest
-    file). Unreadable ones (truncated, corrupt) are named in a warning and passed over."""
+    """The readable, undamaged checkpoint of ``run_dir/checkpoints`` with the highest global step (ties:
+    the newest file). Unreadable or damaged ones (truncated, corrupt, a record failing its CRC) are
+    named in a warning and passed over. Only the candidates from the top down to the first good one are
+    read in full."""
     folder = Path(run_dir) / "checkpoints"
     candidates = sorted(folder.glob("*.ckpt")) if folder.is_dir() else []
     if not candidates:
@@ -150,11 +151,20 @@ def newest_checkpoint(run_dir: Path) -> Path:
             readable.append((read_step(path), path.stat().st_mtime, path))
         except Exception as err:  # noqa: BLE001 - any unreadable file is reported and skipped
             broken.append(f"{path} ({type(err).__name__}: {err})")
+    chosen = None
+    for step, _, path in sorted(readable, reverse=True):
+        try:
+            verify_records(path)
+        except Exception as err:  # noqa: BLE001 - a damaged file is reported and skipped
+            broken.append(f"{path} ({type(err).__name__}: {err})")
+            continue
+        chosen = (step, path)
+        break
     for b in broken:
         log.warning("resume: skipping an unreadable checkpoint: %s", b)
-    if not readable:
+    if chosen is None:
         raise RuntimeError("cannot resume: every checkpoint in " + str(folder) + " is unreadable:\n  " + "\n  ".join(broken))
-    step, _, path = max(readable)
+    step, path = chosen
     log.info("resume: continuing from %s (global step %d)", path, step)
     return path
 

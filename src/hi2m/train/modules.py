@@ -32,13 +32,6 @@ def step_seed(seed: int, step: int, rank: int) -> int:
 class _Base(pl.LightningModule):
     """Schedule, optimiser, NaN/Inf guard, skipped-clip tracking shared by both tasks."""
 
-    def _maybe_compile(self) -> None:
-        """``model.compile: true``: torch.compile the blocks and the policy in place (same state dict)."""
-        if self.run_cfg["model"].get("compile"):
-            from hi2m.model.compiled import compile_blocks
-
-            compile_blocks(self.model)
-
     def __init__(self, run_cfg: dict[str, Any], total_steps: int, lr: float):
         super().__init__()
         self.run_cfg = run_cfg
@@ -55,6 +48,13 @@ class _Base(pl.LightningModule):
         self.bad_steps_total = 0
         self.overflow_steps = 0
         self.skips = SkipTracker(max_share=run_cfg["data"]["max_bad_share"])
+
+    def _maybe_compile(self) -> None:
+        """``model.compile: true``: torch.compile the blocks and the policy in place (same state dict)."""
+        if self.run_cfg["model"].get("compile"):
+            from hi2m.model.compiled import compile_blocks
+
+            compile_blocks(self.model)
 
     # ---- optimiser and schedule ------------------------------------------------------------
     def _optimizer(self, model: torch.nn.Module, layer_decay: float | None = None, rules=()):

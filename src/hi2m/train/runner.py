@@ -12,7 +12,6 @@ A run directory holds::
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import statistics
@@ -246,6 +245,22 @@ def check_free_space(run_dir: Path, module: pl.LightningModule, checkpoints: int
                       f"{need / 2**30:.2f} GiB ({checkpoints} kept + the exported model)")
 
 
+def check_resume_config(run_dir: Path, cfg: dict[str, Any], force: bool) -> None:
+    """Refuse to resume ``run_dir`` with a config that differs from its saved ``config.yaml`` (keys
+    listed), unless ``force`` (then a warning); nothing to compare when no config was saved."""
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        return
+    import yaml
+
+    changes = config_changes(yaml.safe_load(saved_path.read_text()), cfg)
+    if changes and not force:
+        raise ValueError(f"refusing to resume {run_dir} with a changed config (pass --force to resume "
+                         "anyway):\n  " + "\n  ".join(changes))
+    if changes:
+        log.warning("resuming %s with a changed config (--force):\n  %s", run_dir, "\n  ".join(changes))
+
+
 def _prepare(cfg: dict[str, Any], command: str, resume: str | Path | None,
              force: bool = False) -> tuple[Path, Path | None]:
     pl.seed_everything(cfg["seed"], workers=True, verbose=False)
@@ -255,16 +270,7 @@ def _prepare(cfg: dict[str, Any], command: str, resume: str | Path | None,
         resume = found
     if resume is not None:
         run_dir = Path(resume).absolute()
-        saved_path = run_dir / "config.yaml"
-        if saved_path.is_file():
-            import yaml
-
-            changes = config_changes(yaml.safe_load(saved_path.read_text()), cfg)
-            if changes and not force:
-                raise ValueError(f"refusing to resume {run_dir} with a changed config (pass --force to resume "
-                                 "anyway):\n  " + "\n  ".join(changes))
-            if changes:
-                log.warning("resuming %s with a changed config (--force):\n  %s", run_dir, "\n  ".join(changes))
+        check_resume_config(run_dir, cfg, force)
         check_writable(run_dir)
         return run_dir, newest_checkpoint(run_dir)
     run_dir = run_dir_for(cfg, command)
@@ -439,19 +445,14 @@ def _finetune_folds(cfg: dict[str, Any], folds: list[int], resume: str | Path | 
     if resume is None and any(checkpoints_of(base / f"fold{k}") for k in folds):
         raise FileExistsError(f"{base} already holds fold runs; pass --resume {base} (or --resume auto) to "
                               "continue them, or choose another run.name")
-    saved = base / "config.yaml"
-    if resume is not None and saved.is_file():
-        import yaml
-
-        changes = config_changes(yaml.safe_load(saved.read_text()), cfg)
-        if changes and not force:
-            raise ValueError(f"refusing to resume {base} with a changed config (pass --force to resume "
-                             "anyway):\n  " + "\n  ".join(changes))
+    if resume is not None:
+        check_resume_config(base, cfg, force)
     write_run_config(base, cfg)
     results = {}
     for k in folds:
         fold_dir = base / f"fold{k}"
-        fold_cfg = deep_merge(cfg, {"finetune": {"folds": None}, "run": {"dir": str(base.parent), "name": f"{base.name}/fold{k}"},
+        fold_cfg = deep_merge(cfg, {"finetune": {"folds": None},
+                                    "run": {"dir": str(base.parent), "name": f"{base.name}/fold{k}"},
                                     "data": {"options": {"fold": int(k)}}})
         done = _fold_finished(fold_dir) if resume is not None else None
         if done is not None:
