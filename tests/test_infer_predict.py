@@ -331,10 +331,10 @@ def test_cli_reports_every_video_and_exit_code_1_on_failures(model_dir, videos, 
     assert rc == 1
     data = json.loads(out.read_text())
     statuses = [v["status"] for v in data["videos"]]
-    assert statuses == ["ok", "error", "no_face"]
+    assert statuses == ["ok", "failed", "no_face"]
     assert str(videos["broken"]) in data["videos"][1]["message"]
     err = capsys.readouterr().err
-    assert f"{videos['broken']}: FAILED [error]" in err and "2 of 3 videos failed" in err
+    assert f"{videos['broken']}: FAILED [failed]" in err and "2 of 3 videos failed" in err
     assert data["videos"][0]["summary"]["dominant"] in data["class_names"]
 
 

@@ -1,5 +1,10 @@
 """``hi2m predict VIDEO... --model DIR``: expressions over time for whole videos (see docs/inference.md).
 
+Each video is isolated: whatever fails on one (unreadable, damaged partway, no face, too slow to decode,
+or an unexpected error, named with its type) gives that video a ``failed`` / ``no_face`` status with the
+reason, and the others run. Results are written as each video finishes (see
+:class:`hi2m.infer.result.ResultWriter`), so an interrupted batch keeps every finished result.
+
 Exit codes: 0 every video got predictions (some windows may lack a face); 1 at least one video
 failed (unreadable, or no face anywhere) -- the other videos still get their results;
 2 usage error (bad option, model directory that cannot be loaded, output that cannot be written).
@@ -16,7 +21,9 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video files (anything FFmpeg decodes)")
     parser.add_argument("--model", required=True, help="fine-tuned model directory (config.json + model.safetensors)")
-    parser.add_argument("--format", choices=("json", "csv"), default="json", help="output format (default json)")
+    parser.add_argument("--format", choices=("json", "jsonl", "csv"), default="json",
+                        help="json (default; with --out the file is rewritten after every video), jsonl (a line "
+                             "per video) or csv (rows per video); every video's result is written as it finishes")
     parser.add_argument("--out", default=None, help="write the results here instead of stdout")
     parser.add_argument("--annotated", default=None, metavar="PATH",
                         help="write an annotated H.264 .mp4 (a folder when several videos are given)")
@@ -42,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="fp32 (default) or bf16 autocast (torch backend; fastest on CPUs with bf16 units, "
                         "probabilities within ~1e-2)")
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    g.add_argument("--time-limit", type=float, default=600.0,
+                   help="seconds of decoding allowed per video before it is given up (detection and the model "
+                        "do not count; default 600, 0 = no limit)")
 
 
 def _say(message: str) -> None:
@@ -49,14 +59,13 @@ def _say(message: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
     from pathlib import Path
 
     import torch
 
     from hi2m.data.errors import DecodeError
     from hi2m.infer.predictor import PredictOptions, Predictor
-    from hi2m.infer.result import ERROR, VideoResult, to_csv
+    from hi2m.infer.result import FAILED, ResultWriter, VideoResult
     from hi2m.model.classifier import VideoClassifier
     from hi2m.model.io import load_pretrained
 
@@ -66,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         options = PredictOptions(sample_fps=args.sample_fps, stride=args.stride, hop=args.hop,
                                  detect_every=args.detect_every, search=args.search, margin=args.margin,
                                  min_face_coverage=args.min_face_coverage, batch_size=args.batch_size,
-                                 backend=args.backend, precision=args.precision)
+                                 backend=args.backend, precision=args.precision, time_limit=args.time_limit)
         model = load_pretrained(args.model, map_location=args.device)
     except (ValueError, FileNotFoundError, OSError, RuntimeError) as err:
         _say(f"error: {err}")
@@ -87,42 +96,51 @@ def run(args: argparse.Namespace) -> int:
     except FileNotFoundError as err:  # --detector mtcnn without its weights
         _say(f"error: {err}")
         return EXIT_USAGE
-    results: list[VideoResult] = []
-    for path in args.videos:
-        try:
-            result = predictor.predict_video(path)
-        except DecodeError as err:
-            result = VideoResult(path=path, status=ERROR, class_names=predictor.class_names, message=str(err))
-        results.append(result)
-        summary = result.summary
-        note = f" ({result.message})" if result.message else ""
-        if result.ok:
-            _say(f"{path}: {result.status}, dominant {summary['dominant']} over {summary['windows_with_face']} "
-                 f"windows{note}")
-        else:
-            _say(f"{path}: FAILED [{result.status}] {result.message}")
-        if args.annotated and result.ok:
-            from hi2m.infer.annotate import write_annotated
-
-            target = annotated_dir / f"{Path(path).stem}.annotated.mp4" if annotated_dir else Path(args.annotated)
-            write_annotated(result, target)
-            _say(f"{path}: annotated video written to {target}")
-
-    if args.format == "json":
-        text = json.dumps({"model": str(args.model), "class_names": list(predictor.class_names),
-                           "videos": [r.to_dict() for r in results]}, indent=2) + "\n"
-    else:
-        text = to_csv(results)
-    if args.out:
-        try:
-            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.out).write_text(text)
-        except OSError as err:
-            _say(f"error: cannot write {args.out} ({err})")
-            return EXIT_USAGE
-    else:
-        sys.stdout.write(text)
-    failed = [r for r in results if not r.ok]
+    try:
+        writer = ResultWriter(args.format, args.out, str(args.model), predictor.class_names)
+    except OSError as err:
+        _say(f"error: cannot write {args.out} ({err})")
+        return EXIT_USAGE
+    failed = 0
+    try:
+        for path in args.videos:
+            try:
+                result = predictor.predict_video(path)  # any failure on this file is a DecodeError naming it
+            except DecodeError as err:
+                result = VideoResult(path=path, status=FAILED, class_names=predictor.class_names, message=str(err))
+            writer.add(result)
+            failed += not result.ok
+            _report(result)
+            if args.annotated and result.ok:
+                target = annotated_dir / f"{Path(path).stem}.annotated.mp4" if annotated_dir else Path(args.annotated)
+                _annotate(result, target)
+    finally:
+        writer.close()
     if failed:
-        _say(f"{len(failed)} of {len(results)} videos failed")
+        _say(f"{failed} of {len(args.videos)} videos failed")
     return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def _report(result) -> None:
+    note = f" ({result.message})" if result.message else ""
+    if result.ok:
+        summary = result.summary
+        _say(f"{result.path}: {result.status}, dominant {summary['dominant']} over "
+             f"{summary['windows_with_face']} windows{note}")
+    else:
+        _say(f"{result.path}: FAILED [{result.status}] {result.message}")
+
+
+def _annotate(result, target) -> None:
+    """Draw the annotated video; a failure here is reported and does not stop the batch."""
+    from hi2m.data.boundary import file_boundary
+    from hi2m.data.errors import DecodeError
+    from hi2m.infer.annotate import write_annotated
+
+    try:
+        with file_boundary(result.path):
+            write_annotated(result, target)
+    except (DecodeError, OSError) as err:
+        _say(f"{result.path}: annotated video not written ({err})")
+        return
+    _say(f"{result.path}: annotated video written to {target}")

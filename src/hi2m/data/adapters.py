@@ -362,6 +362,7 @@ def synthface_stream(
     num_frames = options.pop("num_frames", None)
     options.pop("stride", None)
     options.pop("train", None)
+    options.pop("time_limit", None)  # rendered in memory: nothing to decode
     if num_frames is not None:
         opts.setdefault("num_frames", num_frames)
         if opts["num_frames"] != num_frames:

@@ -48,31 +48,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     check.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
     check.add_argument("--fail-on-short", action="store_true", help="count short clips as problems")
     check.add_argument("--show", type=int, default=20, help="list at most N paths per problem kind")
+    check.add_argument("--timings", action="store_true", help="also list the five slowest clips")
+    check.add_argument("--time-limit", type=float, default=60.0,
+                       help="seconds of decoding allowed per clip before it is reported as too slow "
+                            "(default 60; 0 = no limit)")
 
 
-def probe_clip(task: tuple[str, int, int, str]) -> dict[str, Any]:
+def probe_clip(task: tuple[str, int, int, str, float]) -> dict[str, Any]:
     """Open (and decode per ``mode``) one clip; never raises for a bad clip.
 
-    ``task`` is (path, num_frames, stride, mode); "window" decodes the first window.
+    ``task`` is (path, num_frames, stride, mode, time limit in seconds); "window" decodes the first window.
     """
+    import time
+
     import numpy as np
 
+    from hi2m.data.boundary import file_boundary
     from hi2m.data.errors import DecodeError
     from hi2m.data.sampling import window_at
     from hi2m.data.video import open_clip_source
 
-    path, num_frames, stride, mode = task
+    path, num_frames, stride, mode, time_limit = task
+    start_time = time.perf_counter()
     try:
-        with open_clip_source(path) as source:
+        with file_boundary(path, time_limit), open_clip_source(path) as source:
             result: dict[str, Any] = {"path": path, "frames": source.num_frames, "size": source.size, "fps": source.fps}
             if mode == "window":
                 source.read(window_at(0, source.num_frames, num_frames, stride))
             elif mode == "full":
                 for start in range(0, source.num_frames, 64):
                     source.read(np.arange(start, min(start + 64, source.num_frames)))
-            return result
     except DecodeError as err:
-        return {"path": path, "error": str(err)}
+        result = {"path": path, "error": str(err), "kind": err.kind}
+    result["seconds"] = time.perf_counter() - start_time
+    return result
 
 
 def run(args: argparse.Namespace) -> int:
@@ -95,14 +104,14 @@ def run(args: argparse.Namespace) -> int:
         return 1
     span = window_span(dataset.num_frames, dataset.stride)
     records = dataset.records[: args.limit] if args.limit else dataset.records
-    tasks = [(r.path, dataset.num_frames, dataset.stride, args.decode) for r in records]
+    tasks = [(r.path, dataset.num_frames, dataset.stride, args.decode, args.time_limit) for r in records]
     results = _probe_all(tasks, args.workers)
     report, problems = _report(dataset, records, results, span, args)
     print(report)
     return 1 if problems else 0
 
 
-def _probe_all(tasks: list[tuple[str, int, int, str]], workers: int) -> list[dict[str, Any]]:
+def _probe_all(tasks: list[tuple[str, int, int, str, float]], workers: int) -> list[dict[str, Any]]:
     if workers <= 1 or len(tasks) < 2:
         return [probe_clip(t) for t in tasks]
     import multiprocessing
@@ -151,10 +160,15 @@ def _report(dataset: Any, records: list[Any], results: list[dict[str, Any]], spa
     handling = {"loop": "looped", "pad": "padded"}.get(dataset.short, dataset.short)
     lines.append(f"  clips shorter than the window ({span} frames, {handling}): {len(short)}")
     lines += _listing([f"{r['path']} ({r['frames']} frames)" for r in short], args.show)
-    lines.append(f"  unreadable clips: {len(bad)}")
-    lines += _listing([r["error"] for r in bad], args.show)
+    kinds = Counter(r.get("kind", "decode") for r in bad)
+    by_kind = f" ({', '.join(f'{k} {n}' for k, n in kinds.most_common())})" if bad else ""
+    lines.append(f"  unreadable clips: {len(bad)}{by_kind}")
+    lines += _listing([f"[{r.get('kind', 'decode')}] {r['error']}" for r in bad], args.show)
     lines.append(f"  bad split-file entries: {len(dataset.bad_lines)}")
     lines += _listing([str(b) for b in dataset.bad_lines], args.show)
+    if args.timings and results:
+        lines.append("  slowest clips (seconds to open and decode):")
+        lines += [f"    {r['seconds']:.3f}  {r['path']}" for r in sorted(results, key=lambda r: -r["seconds"])[:5]]
     problems = len(bad) + len(dataset.bad_lines) + (len(short) if args.fail_on_short else 0)
     lines.append("")
     lines.append(f"result: {'clean' if not problems else f'{problems} problem(s) found'}")

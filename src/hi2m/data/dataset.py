@@ -12,9 +12,9 @@ transforms them. Items are dicts::
 ``(K, C, T, H, W)`` (also for K = 1 it keeps the leading axis, so eval batches always
 have shape (B, K, C, T, H, W) and the caller averages the K predictions).
 
-A clip that fails to decode (or whose frames the transform rejects, e.g. a crop box
-larger than the frame) does not raise: the item is a marker
-``{"error": message, "path": path, "index": i}`` that
+A clip that fails in any way while it is read (open, decode, transform; see
+:func:`hi2m.data.boundary.file_boundary`) does not raise: the item is a marker
+``{"error": message, "kind": reason kind, "path": path, "index": i}`` that
 :func:`hi2m.data.skipping.collate_skip_bad` removes from the batch and reports.
 """
 
@@ -26,6 +26,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch.utils.data import Dataset
 
+from hi2m.data.boundary import file_boundary
 from hi2m.data.errors import DecodeError
 from hi2m.data.labels import DFER_CLASSES
 from hi2m.data.sampling import SHORT_POLICIES, eval_windows, train_windows, window_span
@@ -58,6 +59,7 @@ class ClipDataset(Dataset):
         seed: None = use torch's global RNG (seeded per DataLoader worker); an int
             makes every item deterministic given (seed, epoch, index).
         decode_threads: FFmpeg decoder threads per clip (1 inside DataLoader workers).
+        time_limit: seconds of decoding allowed per clip (None = no limit); a slower clip is skipped.
         classes: class names, index = label.
         name: a short description used in messages.
         bad_lines: entries skipped while building the record list (reported by adapters).
@@ -76,6 +78,7 @@ class ClipDataset(Dataset):
         short: str = "loop",
         seed: int | None = None,
         decode_threads: int = 1,
+        time_limit: float | None = None,
         classes: Sequence[str] = DFER_CLASSES,
         name: str = "clips",
         bad_lines: Sequence[BadLine] = (),
@@ -95,6 +98,7 @@ class ClipDataset(Dataset):
         self.short = short
         self.seed = seed
         self.decode_threads = decode_threads
+        self.time_limit = time_limit
         self.classes = tuple(classes)
         self.name = name
         self.bad_lines = list(bad_lines)
@@ -134,17 +138,27 @@ class ClipDataset(Dataset):
         record = self.records[index]
         generator = self._generator(index)
         try:
-            with open_clip_source(record.path, threads=self.decode_threads) as source:
-                clips = read_windows(source, self.windows(source.num_frames, generator))
+            with file_boundary(record.path, self.time_limit):
+                with open_clip_source(record.path, threads=self.decode_threads) as source:
+                    clips = read_windows(source, self.windows(source.num_frames, generator))
+                videos = [self._transform(record.path, clip, generator) for clip in clips]  # each (C, T, H, W)
         except DecodeError as err:
-            return {"error": str(err), "path": record.path, "index": index}
-        try:
-            videos = [self.transform(clip, generator) for clip in clips]  # each (C, T, H, W)
-        except ValueError as err:  # e.g. a crop box that does not fit this clip's frame size
-            size = "x".join(str(s) for s in clips[0].shape[1:3])
-            return {"error": f"{record.path}: transform failed on {size} frames ({err})", "path": record.path, "index": index}
+            return bad_item(err, index, record.path)
         if self.train and self.repeats == 1:
             video = videos[0]  # (C, T, H, W)
         else:
             video = torch.stack(videos)  # (R or K, C, T, H, W)
         return {"video": video, "label": record.label, "index": index, "path": record.path}
+
+    def _transform(self, path: str, clip: Any, generator: torch.Generator | None) -> torch.Tensor:
+        try:
+            return self.transform(clip, generator)
+        except ValueError as err:  # e.g. a crop box that does not fit this clip's frame size
+            size = "x".join(str(s) for s in clip.shape[1:3])
+            raise DecodeError(path, f"transform failed on {size} frames ({err})", kind="transform") from err
+
+
+def bad_item(err: DecodeError, index: int, path: str) -> dict[str, Any]:
+    """The marker a dataset returns instead of the clip at ``path`` that could not be read (see the
+    module docstring)."""
+    return {"error": str(err), "kind": err.kind, "path": path, "index": index}

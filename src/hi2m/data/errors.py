@@ -15,13 +15,21 @@ class DecodeError(DataError):
     """A clip (video file or frame folder) could not be opened or decoded.
 
     Datasets catch this error per sample and report the file as skipped instead of
-    crashing the run (see :mod:`hi2m.data.skipping`).
+    crashing the run (see :mod:`hi2m.data.skipping`). ``kind`` sorts the reasons in reports:
+    ``decode`` (FFmpeg or PIL refused the data), ``missing``, ``header`` (impossible sizes or counts),
+    ``timeout`` (the per-file time limit), ``transform`` (the frames do not fit the transform) and
+    ``unexpected`` (any other exception, caught at :func:`hi2m.data.boundary.file_boundary`; its type
+    is in the message).
     """
 
-    def __init__(self, path: object, reason: str) -> None:
+    def __init__(self, path: object, reason: str, kind: str = "decode") -> None:
         self.path = str(path)
         self.reason = reason
+        self.kind = kind
         super().__init__(f"{self.path}: {reason}")
+
+    def __reduce__(self):  # keep ``kind`` across processes (DataLoader workers, multiprocessing pools)
+        return (type(self), (self.path, self.reason, self.kind))
 
 
 class LayoutError(DataError):

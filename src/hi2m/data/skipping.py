@@ -45,7 +45,8 @@ def collate_skip_bad(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
     good = [item for item in items if not is_bad_item(item)]
     skipped = [
-        {"path": str(item.get("path")), "error": str(item["error"]), "index": int(item.get("index", -1))}
+        {"path": str(item.get("path")), "error": str(item["error"]), "kind": str(item.get("kind", "decode")),
+         "index": int(item.get("index", -1))}
         for item in items
         if is_bad_item(item)
     ]

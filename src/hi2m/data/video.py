@@ -24,6 +24,7 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
+from hi2m.data.boundary import check_frame_header, check_time
 from hi2m.data.errors import DecodeError
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
@@ -130,6 +131,7 @@ class FrameFolderSource(_SourceBase):
     def _load(self, i: int) -> np.ndarray:
         from PIL import Image
 
+        check_time()
         try:
             with Image.open(self.files[i]) as image:
                 frame = np.asarray(image.convert("RGB"))  # (H, W, 3)
@@ -150,8 +152,9 @@ class FrameFolderSource(_SourceBase):
 def open_video_stream(path: str, threads: int, thread_type: str = "AUTO") -> tuple[Any, Any]:
     """Open ``path`` with PyAV and return (container, first video stream) with the decoder's threads set.
 
-    Any failure (empty file, no video stream, anything FFmpeg refuses) is a DecodeError naming the file;
-    the container is closed before raising.
+    A file FFmpeg cannot open, without a video stream, without a decoder for it, or whose header declares
+    an impossible frame size or count is a DecodeError naming the file; the container is closed before
+    raising. Other exceptions propagate to the caller's :func:`~hi2m.data.boundary.file_boundary`.
     """
     import av
 
@@ -163,15 +166,17 @@ def open_video_stream(path: str, threads: int, thread_type: str = "AUTO") -> tup
         if not container.streams.video:
             raise DecodeError(path, "file has no video stream")
         stream = container.streams.video[0]
-        stream.codec_context.thread_count = threads
-        stream.codec_context.thread_type = thread_type
+        codec = stream.codec_context
+        if codec is None:  # FFmpeg knows no decoder for this stream (often a damaged codec tag)
+            raise DecodeError(path, "FFmpeg has no decoder for the video stream (damaged or unsupported codec)")
+        check_frame_header(path, int(codec.width), int(codec.height), int(stream.frames or 0))
+        codec.thread_count = threads
+        codec.thread_type = thread_type
         return container, stream
     except Exception as err:
         if container is not None:
             container.close()
-        if isinstance(err, DecodeError):
-            raise
-        if isinstance(err, (av.error.FFmpegError, OSError, ValueError)):
+        if isinstance(err, (av.error.FFmpegError, OSError)):
             raise DecodeError(path, f"cannot open as a video ({err})") from err
         raise
 
@@ -184,8 +189,6 @@ class VideoFileSource(_SourceBase):
     """
 
     def __init__(self, path: str | os.PathLike[str], threads: int = 1) -> None:
-        import av
-
         self.path = str(path)
         self._threads = threads
         self._container: Any = None
@@ -197,9 +200,9 @@ class VideoFileSource(_SourceBase):
         except DecodeError:
             self.close()
             raise
-        except (av.error.FFmpegError, OSError, ValueError) as err:
+        except Exception as err:
             self.close()
-            raise DecodeError(self.path, f"cannot open as a video ({err})") from err
+            raise DecodeError(self.path, f"cannot index the video ({type(err).__name__}: {err})") from err
 
     # -- opening and indexing -------------------------------------------------------
     def _open(self) -> None:
@@ -214,6 +217,7 @@ class VideoFileSource(_SourceBase):
         keys: list[bool] = []
         demuxed = 0
         for packet in self._container.demux(self._stream):
+            check_time()
             if packet.size == 0:
                 continue  # flush packet at the end of the stream
             demuxed += 1
@@ -344,6 +348,7 @@ class VideoFileSource(_SourceBase):
         last_pts = int(self._pts[segment[-1]])
         first_frame = True
         for frame in self._container.decode(self._stream):
+            check_time()
             self.frames_decoded += 1
             pts = frame.pts
             if pts is None:
@@ -363,6 +368,7 @@ class VideoFileSource(_SourceBase):
         wanted_set = set(wanted)
         out: dict[int, np.ndarray] = {}
         for i, frame in enumerate(self._container.decode(self._stream)):
+            check_time()
             self.frames_decoded += 1
             if i in wanted_set:
                 out[i] = frame.to_ndarray(format="rgb24")  # (H, W, 3)
@@ -382,7 +388,7 @@ def open_clip_source(path: str | os.PathLike[str], threads: int = 1) -> ClipSour
         return FrameFolderSource(p)
     if p.is_file():
         return VideoFileSource(p, threads=threads)
-    raise DecodeError(p, "clip does not exist (expected a video file or a frame folder)")
+    raise DecodeError(p, "clip does not exist (expected a video file or a frame folder)", kind="missing")
 
 
 def read_windows(source: ClipSource, windows: Sequence[np.ndarray]) -> list[np.ndarray]:

@@ -13,6 +13,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from hi2m.data.boundary import check_time, paused
 from hi2m.data.errors import DecodeError
 from hi2m.data.video import open_video_stream
 
@@ -74,7 +75,9 @@ class SequentialVideo:
 
     def frames(self, stride: int = 1) -> Iterator[tuple[int, float, np.ndarray | None]]:
         """Yield (frame index, time in seconds from the first frame, RGB (H, W, 3) or None) for every
-        decoded frame; only frames whose index is a multiple of ``stride`` are converted (others: None)."""
+        decoded frame; only frames whose index is a multiple of ``stride`` are converted (others: None).
+        Inside a :func:`~hi2m.data.boundary.file_boundary`, only the time spent decoding counts against its
+        limit (the clock stops while the caller holds a frame)."""
         import av
 
         first_time: float | None = None
@@ -82,6 +85,7 @@ class SequentialVideo:
         rotation_checked = False
         try:
             for frame in self._container.decode(self._stream):
+                check_time()
                 t = frame.time
                 if t is None:
                     t = index / self.info.fps
@@ -95,7 +99,8 @@ class SequentialVideo:
                 rgb = None
                 if index % stride == 0:
                     rgb = upright(frame.to_ndarray(format="rgb24"), self.rotation)  # (H, W, 3)
-                yield index, t - first_time, rgb
+                with paused():
+                    yield index, t - first_time, rgb
                 index += 1
         except (av.error.FFmpegError, OSError, ValueError, RuntimeError) as err:
             raise DecodeError(self.path, f"decoding failed after {index} frames ({err})") from err

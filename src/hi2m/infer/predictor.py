@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from hi2m.data.boundary import file_boundary
+from hi2m.data.errors import DecodeError
 from hi2m.infer.detect import Box, FaceDetector, iou
 from hi2m.infer.detectors import make_detector
 from hi2m.infer.frames import SequentialVideo
@@ -46,6 +48,7 @@ class PredictOptions:
     decode_threads: int = 0  # FFmpeg decoder threads (0 = automatic)
     backend: str = "torch"  # "torch" or "onnxruntime" (the exported graph, CPU)
     precision: str = "fp32"  # "fp32" or "bf16" (torch autocast; the torch backend only)
+    time_limit: float = 600.0  # seconds of decoding allowed per video (detection and model excluded; 0 = none)
 
     def __post_init__(self) -> None:
         if self.sample_fps <= 0 or self.hop <= 0:
@@ -62,6 +65,8 @@ class PredictOptions:
             raise ValueError(f"backend must be 'torch' or 'onnxruntime', got {self.backend!r}")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        if self.time_limit < 0:
+            raise ValueError(f"time_limit must be >= 0 seconds (0 = no limit), got {self.time_limit}")
         if self.backend == "onnxruntime" and self.precision != "fp32":
             raise ValueError("the onnxruntime backend runs the fp32 graph: use precision 'fp32'")
 
@@ -174,11 +179,13 @@ class Predictor:
     # ---- videos -------------------------------------------------------------------------------
     def predict_video(self, path: str | Path) -> VideoResult:
         """Predict expressions over a whole video. Raises :class:`hi2m.data.errors.DecodeError`
-        (naming the file) when it cannot be read; a video without a face gives status ``no_face``."""
+        (naming the file, with the original exception as its cause) when it cannot be read or anything
+        else fails on it; a video without a face gives status ``no_face``; a video whose decoding breaks
+        after some frames gives status ``partial`` with predictions for the frames before the break."""
         if not self.is_classifier:
             self.classify(np.zeros((0,)))  # raises the explanatory TypeError
-        run = _VideoRun(self, str(path))
-        return run.result()
+        with file_boundary(path, self.options.time_limit):
+            return _VideoRun(self, str(path)).result()
 
 
 class _VideoRun:
@@ -210,9 +217,16 @@ class _VideoRun:
             self.hop = max(1, round(self.opts.hop * fps / self.stride))  # in sampled frames
             self.frame_duration = 1.0 / fps
             frames = video.frames(self.stride)
+            index, self.broken = -1, None
             while True:
                 t0 = time.perf_counter()
-                item = next(frames, None)
+                try:
+                    item = next(frames, None)
+                except DecodeError as err:
+                    if not self.frame_index:
+                        raise
+                    self.broken = err  # keep what was decoded before the break
+                    item = None
                 timings["decode"] += time.perf_counter() - t0
                 if item is None:
                     break
@@ -330,6 +344,13 @@ class _VideoRun:
             message = f"{len(self.windows) - n_face} of {len(self.windows)} windows without a face (face = false)"
         else:
             status, message = OK, ""
+        if self.broken is not None and n_face:
+            status = PARTIAL
+            message = (message + "; " if message else "") + (
+                f"decoding broke after frame {self.frame_index[-1]} ({self.broken.reason}): "
+                "predictions cover the frames before it")
+        elif self.broken is not None:
+            message += f"; decoding broke after frame {self.frame_index[-1]} ({self.broken.reason})"
         if self.windows and self.windows[0].looped:
             message = (message + "; " if message else "") + (
                 f"video shorter than one window ({len(self.frame_index)} of {self.T} sampled frames): frames looped")

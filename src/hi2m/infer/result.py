@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import csv
-import io
+import json
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 # Per-video status values.
 OK = "ok"  # every window had a face
-PARTIAL = "partial"  # some windows had no face; they are reported with face = false
+PARTIAL = "partial"  # some windows had no face (reported with face = false), or decoding broke partway
 NO_FACE = "no_face"  # no window had a face: no prediction
-ERROR = "error"  # the file could not be read
+FAILED = "failed"  # the file could not be read, or anything else failed on it (the message says what)
 
 
 @dataclass
@@ -89,26 +91,82 @@ class VideoResult:
         }
 
 
-def to_csv(results: Sequence[VideoResult]) -> str:
+def csv_header(class_names: Sequence[str]) -> list[str]:
+    return (["video", "status", "row", "window", "start_time", "end_time", "face", "face_coverage", "top"]
+            + [f"prob_{c}" for c in class_names] + ["message"])
+
+
+def csv_rows(r: VideoResult, class_names: Sequence[str]) -> list[list[Any]]:
     """One row per window (``row = window``) and one per video (``row = summary``, mean probabilities,
     top = dominant expression); a failed video gets a summary row with its status and message."""
-    names: list[str] = []
-    for r in results:
-        names += [c for c in r.class_names if c not in names]
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["video", "status", "row", "window", "start_time", "end_time", "face", "face_coverage",
-                     "top"] + [f"prob_{c}" for c in names] + ["message"])
-    for r in results:
-        for w in r.windows:
-            probs = dict(zip(r.class_names, w.probs)) if w.probs is not None else {}
-            writer.writerow([r.path, r.status, "window", w.index, f"{w.start_time:.3f}", f"{w.end_time:.3f}",
-                             int(w.face), f"{w.face_coverage:.3f}", w.top or ""]
-                            + [f"{probs[c]:.5f}" if c in probs else "" for c in names] + [""])
-        s = r.summary
-        mean = s["mean_probs"] or {}
-        end = f"{r.windows[-1].end_time:.3f}" if r.windows else ""
-        writer.writerow([r.path, r.status, "summary", "", "0.000" if r.windows else "", end,
-                         int(bool(s["windows_with_face"])), f"{s['frame_face_coverage']:.3f}", s["dominant"] or ""]
-                        + [f"{mean[c]:.5f}" if c in mean else "" for c in names] + [r.message])
-    return buf.getvalue()
+    rows = []
+    for w in r.windows:
+        probs = dict(zip(r.class_names, w.probs)) if w.probs is not None else {}
+        rows.append([r.path, r.status, "window", w.index, f"{w.start_time:.3f}", f"{w.end_time:.3f}",
+                     int(w.face), f"{w.face_coverage:.3f}", w.top or ""]
+                    + [f"{probs[c]:.5f}" if c in probs else "" for c in class_names] + [""])
+    s = r.summary
+    mean = s["mean_probs"] or {}
+    end = f"{r.windows[-1].end_time:.3f}" if r.windows else ""
+    rows.append([r.path, r.status, "summary", "", "0.000" if r.windows else "", end,
+                 int(bool(s["windows_with_face"])), f"{s['frame_face_coverage']:.3f}", s["dominant"] or ""]
+                + [f"{mean[c]:.5f}" if c in mean else "" for c in class_names] + [r.message])
+    return rows
+
+
+class ResultWriter:
+    """Writes each video's result as soon as it is known, so a batch that is interrupted or meets a bad
+    file keeps every finished result.
+
+    - ``jsonl``: one JSON object per video, a line each, flushed;
+    - ``csv``: the header once, then each video's rows, flushed;
+    - ``json``: one document ``{"model", "class_names", "videos": [...]}``; written to a file, it is
+      rewritten atomically after every video (always complete and valid); on stdout it is printed at
+      the end.
+    """
+
+    def __init__(self, fmt: str, out: str | None, model: str, class_names: Sequence[str]) -> None:
+        if fmt not in ("json", "jsonl", "csv"):
+            raise ValueError(f"format must be json, jsonl or csv, got {fmt!r}")
+        self.fmt, self.out, self.model, self.class_names = fmt, out, model, tuple(class_names)
+        self.videos: list[dict[str, Any]] = []
+        self._stream: Any = None
+        if out and fmt != "json":
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            self._stream = open(out, "w", newline="")  # noqa: SIM115 - closed in close()
+        elif not out:
+            self._stream = sys.stdout
+        if fmt == "csv":
+            self._csv = csv.writer(self._stream, lineterminator="\n")
+            self._csv.writerow(csv_header(self.class_names))
+            self._stream.flush()
+        elif out:  # json to a file: valid from the start
+            self._write_document()
+
+    def _document(self) -> str:
+        return json.dumps({"model": self.model, "class_names": list(self.class_names), "videos": self.videos},
+                          indent=2) + "\n"
+
+    def _write_document(self) -> None:
+        from hi2m.model.io import atomic_write
+
+        atomic_write(self.out, lambda tmp: Path(tmp).write_text(self._document()))
+
+    def add(self, result: VideoResult) -> None:
+        if self.fmt == "csv":
+            self._csv.writerows(csv_rows(result, self.class_names))
+        elif self.fmt == "jsonl":
+            self._stream.write(json.dumps(result.to_dict()) + "\n")
+        else:
+            self.videos.append(result.to_dict())
+            if self.out:
+                self._write_document()
+            return
+        self._stream.flush()
+
+    def close(self) -> None:
+        if self.fmt == "json" and not self.out:
+            sys.stdout.write(self._document())
+        if self._stream is not None and self._stream is not sys.stdout:
+            self._stream.close()
+        self._stream = None

@@ -9,7 +9,7 @@ from typing import Any, Iterator
 import lightning.pytorch as pl
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from torch.utils.data import Dataset, Sampler, Subset
+from torch.utils.data import Dataset, Sampler, Subset, get_worker_info
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -70,23 +70,50 @@ class EpochSampler(Sampler):
 
 class EpochAwareDataset(Dataset):
     """Wraps a dataset so that items are requested as (epoch, index): the underlying ClipDataset's
-    ``set_epoch`` is applied in whichever process reads the item."""
+    ``set_epoch`` is applied in whichever process reads the item.
 
-    def __init__(self, dataset: Dataset):
+    Two guards against a file that stalls a worker (see :mod:`hi2m.train.stalls`): with ``workers`` > 0,
+    each worker records the index it is reading in shared memory, so a DataLoader timeout can name the
+    file; paths in ``excluded`` (the run's quarantine list) are skipped like unreadable clips."""
+
+    def __init__(self, dataset: Dataset, workers: int = 0, excluded: frozenset[str] = frozenset()):
         self.dataset = dataset
         base = dataset
         while isinstance(base, Subset):
             base = base.dataset
         self._base = base
+        self.excluded = frozenset(excluded)
+        # (workers,) index each worker is reading, -1 when idle; shared with the worker processes
+        self.in_flight = torch.full((workers,), -1, dtype=torch.long).share_memory_() if workers > 0 else None
 
     def __len__(self) -> int:
         return len(self.dataset)
 
+    def path_of(self, index: int) -> str | None:
+        """The file behind item ``index`` (None for datasets without files)."""
+        ds, i = self.dataset, index
+        while isinstance(ds, Subset):
+            ds, i = ds.dataset, ds.indices[i]
+        records = getattr(ds, "records", None)
+        return records[i].path if records is not None else None
+
     def __getitem__(self, key):
         epoch, index = key if isinstance(key, tuple) else (0, key)
+        if self.excluded:
+            path = self.path_of(index)
+            if path in self.excluded:
+                return {"error": f"{path}: stalled a data-loading worker in an earlier attempt of this run "
+                                 "(listed in quarantine.txt in the run directory)",
+                        "kind": "quarantined", "path": path, "index": index}
+        worker = get_worker_info() if self.in_flight is not None else None
+        if worker is not None:
+            self.in_flight[worker.id] = index
         if hasattr(self._base, "set_epoch"):
             self._base.set_epoch(epoch)
-        return self.dataset[index]
+        item = self.dataset[index]
+        if worker is not None:
+            self.in_flight[worker.id] = -1
+        return item
 
 
 class Throughput(pl.Callback):

@@ -26,6 +26,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
+from hi2m.train.stalls import GuardedLoader
+
 log = logging.getLogger("hi2m")
 
 # sysexits.h EX_TEMPFAIL ("temporary failure, the user is invited to retry"): the run stopped on a
@@ -91,7 +93,7 @@ def gather_per_rank(obj: Any) -> list[Any]:
 
 # ---- data position -----------------------------------------------------------------------------
 
-class ResumableLoader(DataLoader):
+class ResumableLoader(GuardedLoader):
     """A DataLoader over an :class:`hi2m.train.callbacks.EpochSampler` that Lightning can checkpoint:
     its state is (epoch, batches trained in that epoch), read from ``progress()``; loading it makes the
     sampler skip those batches' items the next time that epoch is iterated."""

@@ -36,6 +36,8 @@ DEFAULTS: dict[str, Any] = {
         "temporal_views": 2,  # evaluation: K windows per clip
         "spatial_views": 2,  # evaluation: M crops per window
         "max_bad_share": 0.01,  # stop when more clips than this fail to decode in an epoch
+        "decode_time_limit": 60.0,  # seconds of decoding per clip before it is skipped as too slow (0: none)
+        "loader_timeout": 600.0,  # seconds without a batch from a worker: name its file, quarantine it, stop (0: none)
     },
     "optim": {
         "base_lr": 3e-4,

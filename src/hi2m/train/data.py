@@ -46,6 +46,7 @@ def _dataset(cfg: dict[str, Any], split: str, train: bool, transform, **extra: A
 
     d = cfg["data"]
     options = dict(d["options"] or {})
+    options.setdefault("time_limit", d.get("decode_time_limit"))
     options.update(extra)
     return build_dataset(
         d["dataset"], d["root"], split=split, num_frames=d["num_frames"], stride=d["stride"],

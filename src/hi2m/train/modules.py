@@ -13,6 +13,7 @@ import lightning.pytorch as pl
 import torch
 import torch.distributed as dist
 
+from hi2m.data.errors import TooManyBadFilesError
 from hi2m.data.skipping import SkipTracker
 from hi2m.model import HI2M
 from hi2m.model.classifier import VideoClassifier
@@ -106,10 +107,24 @@ class _Base(pl.LightningModule):
         self.skips.update(batch)
         return int(batch.get("size", 0))
 
+    def _record_skipped(self, stage: str, skipped: list[dict[str, Any]]) -> None:
+        """Every rank's skipped clips, listed by rank 0 in ``<run dir>/skipped_files.csv``."""
+        from hi2m.train.checkpointing import gather_per_rank
+
+        everyone = [b for part in gather_per_rank(list(skipped)) for b in part]
+        if self.trainer.is_global_zero:
+            append_skipped(Path(self.trainer.default_root_dir) / "skipped_files.csv", self.current_epoch, stage,
+                           everyone)
+
     def on_train_epoch_end(self) -> None:
-        summary = self.skips.end_epoch()
+        try:
+            summary = self.skips.end_epoch()
+        except TooManyBadFilesError:  # the run stops: the list goes to the run directory first
+            self._record_skipped("train", self.skips.skipped)
+            raise
         if self.skips.history and self.skips.history[-1]:
             log.warning(summary)
+        self._record_skipped("train", self.skips.history[-1])
         self.log("train/skipped_clips", float(len(self.skips.history[-1]) if self.skips.history else 0),
                  sync_dist=True, reduce_fx="sum")
         self.log("train/bad_steps", float(self.bad_steps_total))
@@ -166,26 +181,46 @@ class _Base(pl.LightningModule):
         )
 
 
-def append_loss_stats(path: Path, stats: list[dict[str, float]]) -> None:
-    """Write ``stats`` (per-epoch rows) into the CSV at ``path``, replacing rows of those epochs and later ones
-    (a resumed run rewrites what an interrupted session may have left), atomically."""
-    if not stats:
-        return
-    rows = []
-    if path.exists():
-        with open(path, newline="") as f:
-            rows = [r for r in csv.DictReader(f) if float(r["epoch"]) < stats[0]["epoch"]]
-    fields = list(stats[0].keys())
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _write_csv(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> None:
     from hi2m.model.io import atomic_write
 
     def write(tmp):
         with open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=fields)
             w.writeheader()
-            for r in rows + stats:
+            for r in rows:
                 w.writerow({k: r.get(k) for k in fields})
 
     atomic_write(path, write)
+
+
+def append_loss_stats(path: Path, stats: list[dict[str, float]]) -> None:
+    """Write ``stats`` (per-epoch rows) into the CSV at ``path``, replacing rows of those epochs and later ones
+    (a resumed run rewrites what an interrupted session may have left), atomically."""
+    if not stats:
+        return
+    rows = [r for r in _read_csv(path) if float(r["epoch"]) < stats[0]["epoch"]]
+    _write_csv(path, list(stats[0].keys()), rows + stats)
+
+
+SKIPPED_FIELDS = ["epoch", "stage", "path", "kind", "error"]
+
+
+def append_skipped(path: Path, epoch: int, stage: str, skipped: list[dict[str, Any]]) -> None:
+    """Record the clips skipped in ``stage`` (train / validation / test) of ``epoch`` in the CSV at ``path``
+    (``<run dir>/skipped_files.csv``), replacing rows of that stage from this epoch on (a resumed run
+    rewrites what an interrupted session left), atomically. Written even when nothing was skipped."""
+    rows = [r for r in _read_csv(path) if not (r["stage"] == stage and int(r["epoch"]) >= epoch)]
+    rows += [{"epoch": epoch, "stage": stage, "path": b["path"], "kind": b.get("kind", "decode"),
+              "error": b["error"]} for b in skipped]
+    _write_csv(path, SKIPPED_FIELDS, rows)
 
 
 class PretrainModule(_Base):
@@ -390,6 +425,7 @@ class FinetuneModule(_Base):
         summary = self.eval_skips.end_epoch()
         if self.eval_skips.history[-1]:
             log.warning("%s: %s", stage, summary)
+        self._record_skipped(stage, self.eval_skips.history[-1])
         self.last_result = result
         return result
 

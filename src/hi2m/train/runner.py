@@ -64,6 +64,7 @@ class Loaders(pl.LightningDataModule):
 
     def _loader(self, dataset, train: bool) -> DataLoader:
         from hi2m.data.skipping import collate_skip_bad
+        from hi2m.train.stalls import GuardedLoader, read_quarantine
 
         t, d = self.trainer, self.cfg["data"]
         world, rank = (t.world_size, t.global_rank) if t is not None else (1, 0)
@@ -72,16 +73,20 @@ class Loaders(pl.LightningDataModule):
         else:
             sampler = DistributedEvalSampler(len(dataset), num_replicas=world, rank=rank)
         workers = int(d["num_workers"])
+        run_dir = t.default_root_dir if t is not None else None
         kwargs = dict(batch_size=d["batch_size"], sampler=sampler, drop_last=train, num_workers=workers,
                       collate_fn=collate_skip_bad, persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
                       # its own generator: worker seeding never draws from the global stream (dropout's)
-                      generator=torch.Generator().manual_seed(int(self.cfg["seed"])))
+                      generator=torch.Generator().manual_seed(int(self.cfg["seed"])),
+                      timeout=float(d.get("loader_timeout") or 0) if workers > 0 else 0, run_dir=run_dir)
+        excluded = read_quarantine(run_dir) if run_dir is not None else frozenset()
+        wrapped = EpochAwareDataset(dataset, workers=workers, excluded=excluded)
         if train and t is not None:
             def progress(trainer=t):
                 return trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.processed
 
-            return ResumableLoader(EpochAwareDataset(dataset), progress=progress, **kwargs)
-        return DataLoader(EpochAwareDataset(dataset), **kwargs)
+            return ResumableLoader(wrapped, progress=progress, **kwargs)
+        return GuardedLoader(wrapped, **kwargs)
 
     def train_dataloader(self):
         return self._loader(self.train_set, True)
@@ -183,8 +188,8 @@ def step_checkpoints(cfg: dict[str, Any], run_dir: Path) -> StepCheckpoint:
 
 
 # keys a resumed run may change: how it is run, not what it computes
-RESUME_MAY_CHANGE = ("data.num_workers", "trainer.enable_progress_bar", "trainer.log_every_n_steps",
-                     "trainer.checkpoint_every_n_steps", "trainer.checkpoint_every_n_minutes", "trainer.keep_checkpoints",
+RESUME_MAY_CHANGE = ("data.num_workers", "data.max_bad_share", "data.decode_time_limit", "data.loader_timeout",
+                     "trainer.enable_progress_bar", "trainer.log_every_n_steps", "trainer.checkpoint_every_n_steps", "trainer.checkpoint_every_n_minutes", "trainer.keep_checkpoints",
                      "trainer.max_bad_steps", "run.dir", "run.name")
 
 
