@@ -140,7 +140,7 @@ class ResultWriter:
             self._csv = csv.writer(self._stream, lineterminator="\n")
             self._csv.writerow(csv_header(self.class_names))
             self._stream.flush()
-        elif out:  # json to a file: valid from the start
+        elif fmt == "json" and out:  # json to a file: valid from the start
             self._write_document()
 
     def _document(self) -> str:
