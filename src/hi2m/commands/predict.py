@@ -21,9 +21,10 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video files (anything FFmpeg decodes)")
     parser.add_argument("--model", required=True, help="fine-tuned model directory (config.json + model.safetensors)")
-    parser.add_argument("--format", choices=("json", "jsonl", "csv"), default="json",
-                        help="json (default; with --out the file is rewritten after every video), jsonl (a line "
-                             "per video) or csv (rows per video); every video's result is written as it finishes")
+    parser.add_argument("--format", choices=("json", "jsonl", "csv"), default=None,
+                        help="json (with --out the file is rewritten after every video), jsonl (a line per video) "
+                             "or csv (rows per video); default: from the --out suffix (.csv, .jsonl), else json. "
+                             "Every video's result is written as it finishes")
     parser.add_argument("--out", default=None, help="write the results here instead of stdout")
     parser.add_argument("--annotated", default=None, metavar="PATH",
                         help="write an annotated H.264 .mp4 (a folder when several videos are given)")
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         _say(f"error: {err}")
         return EXIT_USAGE
     try:
-        writer = ResultWriter(args.format, args.out, str(args.model), predictor.class_names)
+        writer = ResultWriter(output_format(args.format, args.out), args.out, str(args.model), predictor.class_names)
     except OSError as err:
         _say(f"error: cannot write {args.out} ({err})")
         return EXIT_USAGE
@@ -119,6 +120,14 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         _say(f"{failed} of {len(args.videos)} videos failed")
     return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def output_format(chosen: str | None, out: str | None) -> str:
+    """``--format``, else the one the ``--out`` file's suffix names, else json."""
+    if chosen:
+        return chosen
+    suffix = out.rsplit(".", 1)[-1].lower() if out and "." in out else ""
+    return suffix if suffix in ("csv", "jsonl") else "json"
 
 
 def _report(result) -> None:

@@ -66,13 +66,14 @@ def clip_transform(size: int, mean: Sequence[float], std: Sequence[float]):
 
 def load_video_clips(paths: Sequence[str | Path], cfg, stride: int, windows: int = 1) -> torch.Tensor:
     """``windows`` evenly spaced windows of each video (looped if short), normalised: (B, K, C, T, S, S)."""
+    from hi2m.data.boundary import file_boundary
     from hi2m.data.sampling import eval_windows
     from hi2m.data.video import open_clip_source, read_windows
 
     transform = clip_transform(cfg.image_size, cfg.pixel_mean, cfg.pixel_std)
     out = []
     for path in paths:
-        with open_clip_source(path) as src:  # raises DecodeError naming the file
+        with file_boundary(path), open_clip_source(path) as src:  # any failure: DecodeError naming the file
             clips = read_windows(src, eval_windows(src.num_frames, cfg.num_frames, stride, windows))
         out.append(torch.stack([transform(c) for c in clips]))  # (K, C, T, S, S)
     return torch.stack(out)
