@@ -49,7 +49,7 @@ def make_files(root: Path, n: int, seed: int) -> None:
 def main() -> None:
     import torch
 
-    from hi2m.train.config import load_config, model_config
+    from hi2m.train.config import load_config
     from hi2m.train.data import pretrain_dataset
     from hi2m.train.optim import build_adamw
     from hi2m.train.runner import Loaders
@@ -86,7 +86,7 @@ def main() -> None:
 
         cfg = config(0, 1)
         torch.manual_seed(args.seed)
-        model = HI2M(model_config(cfg)).train()
+        model = HI2M(cfg.model_config()).train()
         opt = build_adamw(model, lr=1e-4, weight_decay=0.05)
         gen = torch.Generator().manual_seed(args.seed)
 

@@ -7,7 +7,7 @@ import torch
 from hi2m.model import HI2M, HI2MConfig
 from hi2m.model.classifier import VideoClassifier
 from hi2m.model.compiled import compile_blocks
-from hi2m.train.config import load_config, model_config, validate
+from hi2m.train.config import load_config
 
 CFG = dict(num_frames=4, image_size=32, patch_size=8, tubelet_size=2, embed_dim=32, depth=2, num_heads=2,
            decoder_dim=16, decoder_depth=1, decoder_heads=2)
@@ -37,6 +37,5 @@ def test_compiled_blocks_keep_names_and_outputs():
 
 def test_compile_is_a_run_option_not_a_model_field():
     cfg = load_config(None, ["model.size=micro", "model.compile=true"])
-    validate(cfg)
-    assert cfg["model"]["compile"] is True
-    assert not hasattr(model_config(cfg), "compile")
+    assert cfg.model.compile is True
+    assert not hasattr(cfg.model_config(), "compile")

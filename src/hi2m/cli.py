@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "visualize": ("hi2m.commands.visualize", "figures of a run or model: HRD maps, HSM weights, confusion, t-SNE, losses"),
     "export": ("hi2m.commands.export", "export to ONNX (--onnx) or to a transformers folder (--hf), checked"),
     "data": ("hi2m.data.check", "inspect a dataset before a long run (hi2m data check ...)"),
+    "config": ("hi2m.commands.config", "show the resolved run configuration with each field's doc"),
 }
 
 

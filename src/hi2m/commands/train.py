@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 EPILOG = """overrides: any config key as section.key=value (YAML values), e.g.
   optim.base_lr=1.5e-4 trainer.devices=2 trainer.precision=bf16-mixed model.hsm=false
@@ -36,17 +37,26 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, metavar="DIR", help="an exported classifier (run dir/model)")
 
 
-def _load(args: argparse.Namespace) -> dict:
+def load_args_config(args: argparse.Namespace):
+    """The run configuration of a training command's arguments (raises ``ConfigError``, one line)."""
     from pathlib import Path
 
-    from hi2m.train.config import load_config
+    from hi2m.train.config import ConfigError, load_config
 
     path = args.config
     if getattr(args, "resume", None) == "auto" and not path:
-        raise SystemExit("hi2m: --resume auto needs --config (the run it starts, or finds, is the config's)")
+        raise ConfigError("--resume auto needs --config (the run it starts, or finds, is the config's)")
     if getattr(args, "resume", None) and args.resume != "auto" and not path:
         path = str(Path(args.resume) / "config.yaml")
+        if not Path(path).is_file():
+            raise ConfigError(f"--resume {args.resume}: not a run directory (no config.yaml)")
     return load_config(path, args.overrides)
+
+
+def config_error(args: argparse.Namespace, err: Exception) -> int:
+    """Print a configuration error as one line and return the usage exit code (2)."""
+    print(f"hi2m {getattr(args, 'command', '')}: error: {err}", file=sys.stderr)
+    return 2
 
 
 def _setup_logging() -> None:
@@ -55,12 +65,22 @@ def _setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
 
-def _preemptible(run) -> int:
-    """Run a training command; a preemption signal ends it with PREEMPTED_EXIT_CODE after its checkpoint."""
+def _run(args: argparse.Namespace, job) -> int:
+    """Load the config (a bad one: one line, exit 2), then run ``job(cfg)``; a preemption signal ends it
+    with PREEMPTED_EXIT_CODE after its checkpoint."""
+    from hi2m.train.config import ConfigError
+
+    try:
+        cfg = load_args_config(args)
+    except ConfigError as err:
+        return config_error(args, err)
+    _setup_logging()
     from hi2m.train.checkpointing import PREEMPTED_EXIT_CODE, Preempted
 
     try:
-        run()
+        job(cfg)
+    except ConfigError as err:
+        return config_error(args, err)
     except Preempted as stop:
         print(f"hi2m: {stop}", flush=True)
         return PREEMPTED_EXIT_CODE
@@ -68,30 +88,29 @@ def _preemptible(run) -> int:
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
-    _setup_logging()
-    from hi2m.train.runner import pretrain
+    def job(cfg):
+        from hi2m.train.runner import pretrain
 
-    def run():
-        out = pretrain(_load(args), resume=args.resume, force=args.force)
+        out = pretrain(cfg, resume=args.resume, force=args.force)
         print(f"run directory: {out['run_dir']}\nexported model: {out['model_dir']}")
 
-    return _preemptible(run)
+    return _run(args, job)
 
 
 def run_finetune(args: argparse.Namespace) -> int:
-    _setup_logging()
-    from hi2m.train.runner import finetune
+    def job(cfg):
+        from hi2m.train.runner import finetune
 
-    def run():
-        out = finetune(_load(args), resume=args.resume, force=args.force)
+        out = finetune(cfg, resume=args.resume, force=args.force)
         print(f"run directory: {out['run_dir']}")
 
-    return _preemptible(run)
+    return _run(args, job)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    _setup_logging()
-    from hi2m.train.runner import evaluate
+    def job(cfg):
+        from hi2m.train.runner import evaluate
 
-    evaluate(_load(args), args.model)
-    return 0
+        evaluate(cfg, args.model)
+
+    return _run(args, job)

@@ -7,6 +7,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, Subset
 
+from hi2m.train.config import RunConfig
+
 
 class SpatialViews:
     """Evaluation views in space: resize the shorter side to ``size``, then ``views`` crops spread evenly
@@ -41,51 +43,51 @@ class SpatialViews:
         return crops[0] if self.views == 1 else torch.stack(crops)  # (M, C, T, S, S)
 
 
-def _dataset(cfg: dict[str, Any], split: str, train: bool, transform, **extra: Any):
+def _dataset(cfg: RunConfig, split: str, train: bool, transform, **extra: Any):
     from hi2m.data.adapters import build_dataset
 
-    d = cfg["data"]
-    options = dict(d["options"] or {})
-    options.setdefault("time_limit", d.get("decode_time_limit"))
+    d = cfg.data
+    options = dict(d.options)
+    options.setdefault("time_limit", d.decode_time_limit)
     options.update(extra)
     return build_dataset(
-        d["dataset"], d["root"], split=split, num_frames=d["num_frames"], stride=d["stride"],
+        d.dataset, d.root, split=split, num_frames=d.num_frames, stride=d.stride,
         transform=transform, train=train, **options,
     )
 
 
-def pretrain_dataset(cfg: dict[str, Any], model_cfg) -> Dataset:
+def pretrain_dataset(cfg: RunConfig, model_cfg) -> Dataset:
     from hi2m.data.transforms import pretrain_transform
 
-    d = cfg["data"]
-    transform = pretrain_transform(d["image_size"], crop_box=d["crop_box"], mean=model_cfg.pixel_mean,
+    d = cfg.data
+    transform = pretrain_transform(d.image_size, crop_box=d.crop_box, mean=model_cfg.pixel_mean,
                                    std=model_cfg.pixel_std)
-    return _dataset(cfg, d["train_split"], True, transform, repeats=d["repeats"], seed=cfg["seed"])
+    return _dataset(cfg, d.train_split, True, transform, repeats=d.repeats, seed=cfg.seed)
 
 
-def finetune_datasets(cfg: dict[str, Any], model_cfg) -> tuple[Dataset, Dataset | None, str]:
+def finetune_datasets(cfg: RunConfig, model_cfg) -> tuple[Dataset, Dataset | None, str]:
     """(train, validation or None, how the validation set was made)."""
     from hi2m.data.transforms import finetune_transform
 
-    d, f = cfg["data"], cfg["finetune"]
-    ra = tuple(f["rand_augment"]) if f["rand_augment"] else None
-    train_tf = finetune_transform(d["image_size"], train=True, rand_augment=ra, erase_p=f["erase_p"],
+    d, f = cfg.data, cfg.finetune
+    ra = tuple(f.rand_augment) if f.rand_augment else None
+    train_tf = finetune_transform(d.image_size, train=True, rand_augment=ra, erase_p=f.erase_p,
                                   mean=model_cfg.pixel_mean, std=model_cfg.pixel_std)
-    train = _dataset(cfg, d["train_split"], True, train_tf, seed=cfg["seed"])
-    if d["val_split"]:
-        return train, eval_dataset(cfg, model_cfg, d["val_split"]), f"split '{d['val_split']}'"
-    if d["val_fraction"] and d["val_fraction"] > 0:
-        full_eval = eval_dataset(cfg, model_cfg, d["train_split"])
-        train_idx, val_idx = stratified_split(train.labels, d["val_fraction"], cfg["seed"])
-        how = f"{len(val_idx)} clips carved from '{d['train_split']}' (stratified, seed {cfg['seed']})"
+    train = _dataset(cfg, d.train_split, True, train_tf, seed=cfg.seed)
+    if d.val_split:
+        return train, eval_dataset(cfg, model_cfg, d.val_split), f"split '{d.val_split}'"
+    if d.val_fraction and d.val_fraction > 0:
+        full_eval = eval_dataset(cfg, model_cfg, d.train_split)
+        train_idx, val_idx = stratified_split(train.labels, d.val_fraction, cfg.seed)
+        how = f"{len(val_idx)} clips carved from '{d.train_split}' (stratified, seed {cfg.seed})"
         return Subset(train, train_idx), Subset(full_eval, val_idx), how
     return train, None, "none"
 
 
-def eval_dataset(cfg: dict[str, Any], model_cfg, split: str) -> Dataset:
-    d = cfg["data"]
-    views = SpatialViews(d["image_size"], d["spatial_views"], model_cfg.pixel_mean, model_cfg.pixel_std)
-    return _dataset(cfg, split, False, views, num_windows=d["temporal_views"])
+def eval_dataset(cfg: RunConfig, model_cfg, split: str) -> Dataset:
+    d = cfg.data
+    views = SpatialViews(d.image_size, d.spatial_views, model_cfg.pixel_mean, model_cfg.pixel_std)
+    return _dataset(cfg, split, False, views, num_windows=d.temporal_views)
 
 
 def stratified_split(labels: list[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:

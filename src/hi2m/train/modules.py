@@ -15,6 +15,7 @@ import torch.distributed as dist
 
 from hi2m.data.errors import TooManyBadFilesError
 from hi2m.data.skipping import SkipTracker
+from hi2m.train.config import RunConfig
 from hi2m.model import HI2M
 from hi2m.model.classifier import VideoClassifier
 from hi2m.train.metrics import ConfusionMatrix
@@ -33,34 +34,34 @@ def step_seed(seed: int, step: int, rank: int) -> int:
 class _Base(pl.LightningModule):
     """Schedule, optimiser, NaN/Inf guard, skipped-clip tracking shared by both tasks."""
 
-    def __init__(self, run_cfg: dict[str, Any], total_steps: int, lr: float):
+    def __init__(self, run_cfg: RunConfig, total_steps: int, warmup_steps: int, lr: float):
         super().__init__()
         self.run_cfg = run_cfg
-        o = run_cfg["optim"]
+        o = run_cfg.optim
         self.lr = lr
         self.schedule = WarmupCosine(
             total_steps=max(total_steps, 1),
-            warmup_steps=min(o["_warmup_steps"], max(total_steps - 1, 0)),
+            warmup_steps=min(warmup_steps, max(total_steps - 1, 0)),
             base_lr=lr,
-            min_lr=min(o["min_lr"], lr),
+            min_lr=min(o.min_lr, lr),
         )
-        self.max_bad_steps = int(run_cfg["trainer"]["max_bad_steps"])
+        self.max_bad_steps = run_cfg.trainer.max_bad_steps
         self.bad_in_a_row = 0
         self.bad_steps_total = 0
         self.overflow_steps = 0
-        self.skips = SkipTracker(max_share=run_cfg["data"]["max_bad_share"])
+        self.skips = SkipTracker(max_share=run_cfg.data.max_bad_share)
 
     def _maybe_compile(self) -> None:
         """``model.compile: true``: torch.compile the blocks and the policy in place (same state dict)."""
-        if self.run_cfg["model"].get("compile"):
+        if self.run_cfg.model.compile:
             from hi2m.model.compiled import compile_blocks
 
             compile_blocks(self.model)
 
     # ---- optimiser and schedule ------------------------------------------------------------
     def _optimizer(self, model: torch.nn.Module, layer_decay: float | None = None, rules=()):
-        o = self.run_cfg["optim"]
-        return build_adamw(model, lr=self.lr, weight_decay=o["weight_decay"], betas=tuple(o["betas"]),
+        o = self.run_cfg.optim
+        return build_adamw(model, lr=self.lr, weight_decay=o.weight_decay, betas=tuple(o.betas),
                            layer_decay=layer_decay, rules=rules)
 
     def _raw_optimizer(self) -> torch.optim.Optimizer:
@@ -68,7 +69,7 @@ class _Base(pl.LightningModule):
         return getattr(opt, "optimizer", opt)
 
     def on_before_optimizer_step(self, optimizer) -> None:
-        max_norm = self.run_cfg["optim"]["clip_grad"]
+        max_norm = self.run_cfg.optim.clip_grad
         norm, finite = clip_grad_norm_and_check(self.parameters(), max_norm)
         if not finite:  # fp16 overflow (the grad scaler skips the step) or a bad batch: count it, change nothing
             self.overflow_steps += 1
@@ -177,7 +178,7 @@ class _Base(pl.LightningModule):
 
     def _generator(self) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(
-            step_seed(self.run_cfg["seed"], self.global_step, self.global_rank)
+            step_seed(self.run_cfg.seed, self.global_step, self.global_rank)
         )
 
 
@@ -226,8 +227,8 @@ def append_skipped(path: Path, epoch: int, stage: str, skipped: list[dict[str, A
 class PretrainModule(_Base):
     """HI2M pretraining (Eq. 8) with per-step and per-epoch statistics (Table 10)."""
 
-    def __init__(self, run_cfg: dict[str, Any], model_cfg, total_steps: int, lr: float):
-        super().__init__(run_cfg, total_steps, lr)
+    def __init__(self, run_cfg: RunConfig, model_cfg, total_steps: int, warmup_steps: int, lr: float):
+        super().__init__(run_cfg, total_steps, warmup_steps, lr)
         self.model = HI2M(model_cfg)
         self._maybe_compile()
         self._epoch_rows: list[torch.Tensor] = []
@@ -235,9 +236,8 @@ class PretrainModule(_Base):
         self.epoch_stats: list[dict[str, float]] = []
 
     def configure_optimizers(self):
-        o = self.run_cfg["optim"]
-        policy = GroupRule("masker.policy.", "hrd", lr_scale=float(o.get("hrd_lr_scale", 1.0)),
-                           weight_decay=o.get("hrd_weight_decay"))
+        o = self.run_cfg.optim
+        policy = GroupRule("masker.policy.", "hrd", lr_scale=o.hrd_lr_scale, weight_decay=o.hrd_weight_decay)
         return self._optimizer(self.model, rules=(policy,))
 
     def training_step(self, batch: dict[str, Any], batch_idx: int):
@@ -276,7 +276,7 @@ class PretrainModule(_Base):
             hrd_lrs = [g["lr"] for g in self._raw_optimizer().param_groups if g["name"].startswith("hrd_")]
             if hrd_lrs:
                 logs["train/lr_hrd"] = torch.tensor(hrd_lrs[0])  # alpha of Eq. 5 at this step
-            if self.global_step % max(int(self.run_cfg["trainer"]["log_every_n_steps"]), 1) == 0:
+            if self.global_step % max(int(self.run_cfg.trainer.log_every_n_steps), 1) == 0:
                 diag = self._hrd_diagnostics(out)
                 self._epoch_hrd.append(diag)
                 logs.update({f"train/hrd_{k}": torch.tensor(v) for k, v in diag.items()})
@@ -289,7 +289,7 @@ class PretrainModule(_Base):
         from hi2m.analysis import hrd_diagnostics
 
         gen = torch.Generator(device=self.device).manual_seed(
-            step_seed(self.run_cfg["seed"], self.global_step, self.global_rank) ^ 0x5EED)
+            step_seed(self.run_cfg.seed, self.global_step, self.global_rank) ^ 0x5EED)
         return hrd_diagnostics(out.mask.log_probs, out.mask.masked, out.token_loss, out.mask.visible.shape[1], gen)
 
     def _epoch_state(self) -> dict[str, Any]:
@@ -357,25 +357,25 @@ class FinetuneModule(_Base):
     """Expression classification: full fine-tuning (layer decay, drop path, mixup, label smoothing) or
     linear probing; validation/test with multi-view softmax averaging and UAR/WAR."""
 
-    def __init__(self, run_cfg: dict[str, Any], model_cfg, total_steps: int, lr: float,
+    def __init__(self, run_cfg: RunConfig, model_cfg, total_steps: int, warmup_steps: int, lr: float,
                  num_classes: int, class_names: tuple[str, ...]):
-        super().__init__(run_cfg, total_steps, lr)
-        f = run_cfg["finetune"]
-        self.model = VideoClassifier(model_cfg, num_classes, class_names, linear_probe=f["linear_probe"],
-                                     head_dropout=f["head_dropout"])
+        super().__init__(run_cfg, total_steps, warmup_steps, lr)
+        f = run_cfg.finetune
+        self.model = VideoClassifier(model_cfg, num_classes, class_names, linear_probe=f.linear_probe,
+                                     head_dropout=f.head_dropout)
         self._maybe_compile()
-        mixing = not f["linear_probe"] and (f["mixup"] > 0 or f["cutmix"] > 0) and f["mixup_prob"] > 0
-        self.mixup = Mixup(f["mixup"], f["cutmix"], prob=f["mixup_prob"], label_smoothing=f["label_smoothing"],
+        mixing = not f.linear_probe and (f.mixup > 0 or f.cutmix > 0) and f.mixup_prob > 0
+        self.mixup = Mixup(f.mixup, f.cutmix, prob=f.mixup_prob, label_smoothing=f.label_smoothing,
                            num_classes=num_classes) if mixing else None
-        self.label_smoothing = f["label_smoothing"]
+        self.label_smoothing = f.label_smoothing
         self.confusion = ConfusionMatrix(num_classes)
         self.eval_skips = SkipTracker(max_share=1.0)
         self.predictions: list[tuple[str, int, list[float]]] = []
         self.last_result = None
 
     def configure_optimizers(self):
-        f, o = self.run_cfg["finetune"], self.run_cfg["optim"]
-        return self._optimizer(self.model, layer_decay=None if f["linear_probe"] else o["layer_decay"])
+        f, o = self.run_cfg.finetune, self.run_cfg.optim
+        return self._optimizer(self.model, layer_decay=None if f.linear_probe else o.layer_decay)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int):
         size = self._track_skips(batch)
@@ -384,7 +384,7 @@ class FinetuneModule(_Base):
             video, labels = batch["video"], batch["label"]
             if self.mixup is not None:
                 video, soft = self.mixup(video, labels, generator=torch.Generator().manual_seed(
-                    step_seed(self.run_cfg["seed"], self.global_step, self.global_rank)))
+                    step_seed(self.run_cfg.seed, self.global_step, self.global_rank)))
                 loss = soft_target_cross_entropy(self.model(video), soft)
             else:
                 loss = label_smoothing_cross_entropy(self.model(video), labels, self.label_smoothing)

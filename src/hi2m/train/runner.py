@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from hi2m.train import data as tdata
 from hi2m.train.callbacks import AtomicCheckpointIO, EpochAwareDataset, EpochSampler, Throughput
 from hi2m.train.checkpointing import ResumableLoader, StepCheckpoint, newest_checkpoint
-from hi2m.train.config import absolute_paths, deep_merge, dump_yaml, model_config
+from hi2m.train.config import RunConfig, absolute_paths, as_config, dump_yaml
 from hi2m.train.metrics import DistributedEvalSampler, format_report, write_predictions_csv
 from hi2m.train.optim import scaled_lr
 
@@ -40,12 +40,12 @@ warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
 
 # ---- run directory ---------------------------------------------------------------------
 
-def run_dir_for(cfg: dict[str, Any], command: str) -> Path:
-    name = cfg["run"]["name"] or f"{command}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return Path(cfg["run"]["dir"]) / name
+def run_dir_for(cfg: RunConfig, command: str) -> Path:
+    name = cfg.run.name or f"{command}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return Path(cfg.run.dir) / name
 
 
-def write_run_config(run_dir: Path, cfg: dict[str, Any]) -> None:
+def write_run_config(run_dir: Path, cfg: RunConfig) -> None:
     from hi2m.model.io import atomic_write
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -58,7 +58,7 @@ class Loaders(pl.LightningDataModule):
     """Loaders built once the Trainer knows the world size and rank (our own samplers: training
     order seeded per epoch, evaluation sharded without padding so every clip counts once)."""
 
-    def __init__(self, cfg: dict[str, Any], train, val=None, test=None):
+    def __init__(self, cfg: RunConfig, train, val=None, test=None):
         super().__init__()
         self.cfg, self.train_set, self.val_set, self.test_set = cfg, train, val, test
 
@@ -66,19 +66,19 @@ class Loaders(pl.LightningDataModule):
         from hi2m.data.skipping import collate_skip_bad
         from hi2m.train.stalls import GuardedLoader, read_quarantine
 
-        t, d = self.trainer, self.cfg["data"]
+        t, d = self.trainer, self.cfg.data
         world, rank = (t.world_size, t.global_rank) if t is not None else (1, 0)
         if train:
-            sampler = EpochSampler(len(dataset), world, rank, seed=self.cfg["seed"], shuffle=True, drop_last=True)
+            sampler = EpochSampler(len(dataset), world, rank, seed=self.cfg.seed, shuffle=True, drop_last=True)
         else:
             sampler = DistributedEvalSampler(len(dataset), num_replicas=world, rank=rank)
-        workers = int(d["num_workers"])
+        workers = int(d.num_workers)
         run_dir = t.default_root_dir if t is not None else None
-        kwargs = dict(batch_size=d["batch_size"], sampler=sampler, drop_last=train, num_workers=workers,
+        kwargs = dict(batch_size=d.batch_size, sampler=sampler, drop_last=train, num_workers=workers,
                       collate_fn=collate_skip_bad, persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
                       # its own generator: worker seeding never draws from the global stream (dropout's)
-                      generator=torch.Generator().manual_seed(int(self.cfg["seed"])),
-                      timeout=float(d.get("loader_timeout") or 0) if workers > 0 else 0, run_dir=run_dir)
+                      generator=torch.Generator().manual_seed(int(self.cfg.seed)),
+                      timeout=d.loader_timeout if workers > 0 else 0, run_dir=run_dir)
         excluded = read_quarantine(run_dir) if run_dir is not None else frozenset()
         wrapped = EpochAwareDataset(dataset, workers=workers, excluded=excluded)
         if train and t is not None:
@@ -102,36 +102,36 @@ class TestLoaders(Loaders):
         return self._loader(self.test_set, False)
 
 
-def loaders(cfg: dict[str, Any], train=None, val=None, test=None) -> Loaders:
+def loaders(cfg: RunConfig, train=None, val=None, test=None) -> Loaders:
     if test is not None:
         return TestLoaders(cfg, None, None, test)
     return (LoadersWithVal if val is not None else Loaders)(cfg, train, val)
 
 
-def steps_per_epoch(n_train: int, cfg: dict[str, Any], world: int) -> int:
-    t = cfg["trainer"]
-    batches = n_train // (cfg["data"]["batch_size"] * world)
-    if t["limit_train_batches"]:
-        lim = t["limit_train_batches"]
+def steps_per_epoch(n_train: int, cfg: RunConfig, world: int) -> int:
+    t = cfg.trainer
+    batches = n_train // (cfg.data.batch_size * world)
+    if t.limit_train_batches:
+        lim = t.limit_train_batches
         batches = min(batches, int(lim)) if lim >= 1 else int(batches * lim)
-    return max(batches // int(t["accumulate_grad_batches"]), 1)
+    return max(batches // int(t.accumulate_grad_batches), 1)
 
 
-def resolve_lr(cfg: dict[str, Any], world: int) -> float:
+def resolve_lr(cfg: RunConfig, world: int) -> float:
     """The actual peak lr: base_lr, scaled by total_batch / 256 under ``lr_scaling: linear`` (VideoMAE)."""
-    o, t = cfg["optim"], cfg["trainer"]
-    total_batch = cfg["data"]["batch_size"] * world * int(t["accumulate_grad_batches"]) * cfg["data"].get("repeats", 1)
-    return scaled_lr(o["base_lr"], total_batch) if o["lr_scaling"] == "linear" else float(o["base_lr"])
+    o, t = cfg.optim, cfg.trainer
+    total_batch = cfg.data.batch_size * world * int(t.accumulate_grad_batches) * cfg.data.repeats
+    return scaled_lr(o.base_lr, total_batch) if o.lr_scaling == "linear" else float(o.base_lr)
 
 
 # ---- trainer ---------------------------------------------------------------------------------
 
-def build_trainer(cfg: dict[str, Any], run_dir: Path, monitor: str | None, extra_callbacks=(),
+def build_trainer(cfg: RunConfig, run_dir: Path, monitor: str | None, extra_callbacks=(),
                   resuming: bool = False) -> tuple[pl.Trainer, Any]:
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
-    t = cfg["trainer"]
+    t = cfg.trainer
     ckpt = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best-epoch{epoch}" if monitor else "epoch{epoch}",
@@ -157,20 +157,20 @@ def build_trainer(cfg: dict[str, Any], run_dir: Path, monitor: str | None, extra
         log.info("tensorboard is not installed: CSV logs only")
     trainer = pl.Trainer(
         default_root_dir=run_dir,
-        accelerator=t["accelerator"],
-        devices=t["devices"],
-        num_nodes=t["num_nodes"],
-        strategy=t["strategy"],
-        precision=t["precision"],
-        accumulate_grad_batches=t["accumulate_grad_batches"],
-        max_epochs=cfg["optim"]["epochs"],
-        max_steps=t["max_steps"],
-        limit_train_batches=t["limit_train_batches"],
-        limit_val_batches=t["limit_val_batches"],
-        log_every_n_steps=t["log_every_n_steps"],
-        enable_progress_bar=t["enable_progress_bar"],
-        enable_model_summary=t["enable_progress_bar"],
-        deterministic=t["deterministic"],
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=t.precision,
+        accumulate_grad_batches=t.accumulate_grad_batches,
+        max_epochs=cfg.optim.epochs,
+        max_steps=t.max_steps,
+        limit_train_batches=t.limit_train_batches,
+        limit_val_batches=t.limit_val_batches,
+        log_every_n_steps=t.log_every_n_steps,
+        enable_progress_bar=t.enable_progress_bar,
+        enable_model_summary=t.enable_progress_bar,
+        deterministic=t.deterministic,
         use_distributed_sampler=False,
         num_sanity_val_steps=0,
         callbacks=[ckpt, step_checkpoints(cfg, run_dir), Throughput(), *extra_callbacks],
@@ -180,11 +180,10 @@ def build_trainer(cfg: dict[str, Any], run_dir: Path, monitor: str | None, extra
     return trainer, ckpt
 
 
-def step_checkpoints(cfg: dict[str, Any], run_dir: Path) -> StepCheckpoint:
-    t = cfg["trainer"]
-    return StepCheckpoint(run_dir / "checkpoints", every_n_steps=int(t.get("checkpoint_every_n_steps", 0)),
-                          every_n_minutes=float(t.get("checkpoint_every_n_minutes", 0.0)),
-                          keep=int(t.get("keep_checkpoints", 2)))
+def step_checkpoints(cfg: RunConfig, run_dir: Path) -> StepCheckpoint:
+    t = cfg.trainer
+    return StepCheckpoint(run_dir / "checkpoints", every_n_steps=t.checkpoint_every_n_steps,
+                          every_n_minutes=t.checkpoint_every_n_minutes, keep=t.keep_checkpoints)
 
 
 # keys a resumed run may change: how it is run, not what it computes
@@ -203,10 +202,11 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def config_changes(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+def config_changes(saved: RunConfig | dict[str, Any], now: RunConfig) -> list[str]:
     """Keys whose values differ between a run's saved config and the config it is resumed with, as
-    ``key: saved -> now`` lines (keys in :data:`RESUME_MAY_CHANGE` are allowed to differ)."""
-    a, b = _flat(saved), _flat(now)
+    ``key: saved -> now`` lines (keys in :data:`RESUME_MAY_CHANGE` are allowed to differ). A config saved
+    by an earlier version is read with today's defaults for the keys it lacks."""
+    a, b = _flat(as_config(saved).to_dict()), _flat(now.to_dict())
     keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k)
                   and not any(k == m or k.startswith(m + ".") for m in RESUME_MAY_CHANGE))
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys]
@@ -217,13 +217,13 @@ def checkpoints_of(run_dir: Path) -> list[Path]:
     return list((run_dir / "checkpoints").glob("*.ckpt"))
 
 
-def auto_resume_dir(cfg: dict[str, Any], command: str) -> Path | None:
+def auto_resume_dir(cfg: RunConfig, command: str) -> Path | None:
     """``--resume auto``: the run to continue, or None to start one. With ``run.name`` set, that run if it
     has a checkpoint; otherwise the newest ``<command>-*`` run under ``run.dir`` with a checkpoint."""
-    if cfg["run"]["name"]:
+    if cfg.run.name:
         run_dir = run_dir_for(cfg, command)
         return run_dir if checkpoints_of(run_dir) else None
-    runs = [d for d in Path(cfg["run"]["dir"]).glob(f"{command}-*") if checkpoints_of(d)]
+    runs = [d for d in Path(cfg.run.dir).glob(f"{command}-*") if checkpoints_of(d)]
     return max(runs, key=lambda d: max(c.stat().st_mtime for c in checkpoints_of(d)), default=None)
 
 
@@ -250,7 +250,7 @@ def check_free_space(run_dir: Path, module: pl.LightningModule, checkpoints: int
                       f"{need / 2**30:.2f} GiB ({checkpoints} kept + the exported model)")
 
 
-def check_resume_config(run_dir: Path, cfg: dict[str, Any], force: bool) -> None:
+def check_resume_config(run_dir: Path, cfg: RunConfig, force: bool) -> None:
     """Refuse to resume ``run_dir`` with a config that differs from its saved ``config.yaml`` (keys
     listed), unless ``force`` (then a warning); nothing to compare when no config was saved."""
     saved_path = run_dir / "config.yaml"
@@ -266,9 +266,9 @@ def check_resume_config(run_dir: Path, cfg: dict[str, Any], force: bool) -> None
         log.warning("resuming %s with a changed config (--force):\n  %s", run_dir, "\n  ".join(changes))
 
 
-def _prepare(cfg: dict[str, Any], command: str, resume: str | Path | None,
+def _prepare(cfg: RunConfig, command: str, resume: str | Path | None,
              force: bool = False) -> tuple[Path, Path | None]:
-    pl.seed_everything(cfg["seed"], workers=True, verbose=False)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
     if resume is not None and str(resume) == "auto":
         found = auto_resume_dir(cfg, command)
         log.info("--resume auto: %s", f"continuing {found}" if found else "no run to continue; starting one")
@@ -289,20 +289,20 @@ def _prepare(cfg: dict[str, Any], command: str, resume: str | Path | None,
 
 # ---- pretraining -----------------------------------------------------------------------
 
-def pretrain(cfg: dict[str, Any], resume: str | Path | None = None, extra_callbacks=(),
+def pretrain(cfg: RunConfig, resume: str | Path | None = None, extra_callbacks=(),
              force: bool = False) -> dict[str, Any]:
     """Pretrain HI2M; returns {run_dir, model_dir, epoch_stats}."""
     from hi2m.model.io import save_pretrained
     from hi2m.train.modules import PretrainModule
 
-    cfg = absolute_paths(cfg)
+    cfg = absolute_paths(as_config(cfg))
     run_dir, ckpt_path = _prepare(cfg, "pretrain", resume, force)
-    mcfg = model_config(cfg)
+    mcfg = cfg.model_config()
     train_set = tdata.pretrain_dataset(cfg, mcfg)
     trainer, _ = build_trainer(cfg, run_dir, monitor=None, extra_callbacks=extra_callbacks,
                                resuming=ckpt_path is not None)
     module = _module(PretrainModule, cfg, mcfg, len(train_set), trainer)
-    check_free_space(run_dir, module, int(cfg["trainer"].get("keep_checkpoints", 2)) + 2)
+    check_free_space(run_dir, module, cfg.trainer.keep_checkpoints + 2)
     trainer.fit(module, datamodule=loaders(cfg, train_set), ckpt_path=ckpt_path)
     out = {"run_dir": run_dir, "model_dir": run_dir / "model", "epoch_stats": module.epoch_stats}
     if trainer.is_global_zero:
@@ -315,11 +315,10 @@ def pretrain(cfg: dict[str, Any], resume: str | Path | None = None, extra_callba
 
 
 def _module(cls, cfg, mcfg, n_train: int, trainer: pl.Trainer, **kw):
-    o = cfg["optim"]
     spe = steps_per_epoch(n_train, cfg, trainer.world_size)
-    total = int(cfg["trainer"]["max_steps"]) if int(cfg["trainer"]["max_steps"]) > 0 else spe * int(o["epochs"])
-    run_cfg = deep_merge(cfg, {"optim": {"_warmup_steps": int(round(o["warmup_epochs"] * spe))}})
-    return cls(run_cfg, mcfg, total_steps=total, lr=resolve_lr(cfg, trainer.world_size), **kw)
+    total = cfg.trainer.max_steps if cfg.trainer.max_steps > 0 else spe * cfg.optim.epochs
+    warmup = int(round(cfg.optim.warmup_epochs * spe))
+    return cls(cfg, mcfg, total_steps=total, warmup_steps=warmup, lr=resolve_lr(cfg, trainer.world_size), **kw)
 
 
 # ---- fine-tuning and evaluation ----------------------------------------------------------
@@ -346,37 +345,37 @@ def _class_names(dataset) -> tuple[str, ...]:
     return tuple(getattr(base, "classes"))
 
 
-def finetune(cfg: dict[str, Any], resume: str | Path | None = None, verbose: bool = True,
+def finetune(cfg: RunConfig, resume: str | Path | None = None, verbose: bool = True,
              force: bool = False) -> dict[str, Any]:
     """Fine-tune (or linear-probe) on one split; with ``finetune.folds``, one run per fold and a summary."""
-    cfg = absolute_paths(cfg)
-    folds = cfg["finetune"]["folds"]
+    cfg = absolute_paths(as_config(cfg))
+    folds = cfg.finetune.folds
     if folds:
         return _finetune_folds(cfg, folds, resume, force)
     from hi2m.model.io import save_pretrained
     from hi2m.train.modules import FinetuneModule
 
     run_dir, ckpt_path = _prepare(cfg, "finetune", resume, force)
-    f = cfg["finetune"]
-    mcfg = model_config(cfg, drop_path=0.0 if f["linear_probe"] else f["drop_path"])
+    f = cfg.finetune
+    mcfg = cfg.model_config(drop_path=0.0 if f.linear_probe else f.drop_path)
     train_set, val_set, val_how = tdata.finetune_datasets(cfg, mcfg)
-    if f["select"] == "val" and val_set is None:
+    if f.select == "val" and val_set is None:
         raise ValueError("finetune.select is 'val' but there is no validation set: set data.val_fraction "
                          "(carved from train) or data.val_split, or use finetune.select=last")
     names = _class_names(train_set)
-    trainer, ckpt_cb = build_trainer(cfg, run_dir, monitor="val/uar" if f["select"] == "val" else None,
+    trainer, ckpt_cb = build_trainer(cfg, run_dir, monitor="val/uar" if f.select == "val" else None,
                                      resuming=ckpt_path is not None)
     module = _module(FinetuneModule, cfg, mcfg, len(train_set), trainer, num_classes=len(names), class_names=names)
-    check_free_space(run_dir, module, int(cfg["trainer"].get("keep_checkpoints", 2)) + 3)
+    check_free_space(run_dir, module, cfg.trainer.keep_checkpoints + 3)
     notes = []
-    if f["pretrained"] and ckpt_path is None:
-        ignored = module.model.load_encoder(load_pretrained_weights(f["pretrained"]))
-        notes.append(f"encoder initialised from {f['pretrained']} ({len(ignored)} non-encoder keys not used)")
+    if f.pretrained and ckpt_path is None:
+        ignored = module.model.load_encoder(load_pretrained_weights(f.pretrained))
+        notes.append(f"encoder initialised from {f.pretrained} ({len(ignored)} non-encoder keys not used)")
     else:
-        notes.append("encoder from random initialisation" if not f["pretrained"] else "resumed")
+        notes.append("encoder from random initialisation" if not f.pretrained else "resumed")
     trainer.fit(module, datamodule=loaders(cfg, train_set, val_set), ckpt_path=ckpt_path)
 
-    if f["select"] == "val" and ckpt_cb.best_model_path:
+    if f.select == "val" and ckpt_cb.best_model_path:
         state = AtomicCheckpointIO().load_checkpoint(ckpt_cb.best_model_path)
         module.load_state_dict(state["state_dict"])
         selected = f"best validation UAR ({float(ckpt_cb.best_model_score):.4f}, {Path(ckpt_cb.best_model_path).name}); validation: {val_how}"
@@ -384,7 +383,7 @@ def finetune(cfg: dict[str, Any], resume: str | Path | None = None, verbose: boo
         selected = f"last epoch ({trainer.current_epoch}); the test split was not used for selection"
     if trainer.is_global_zero:
         save_pretrained(module.model, run_dir / "model", metadata={"selected": selected})
-    test_set = tdata.eval_dataset(cfg, mcfg, cfg["data"]["test_split"])
+    test_set = tdata.eval_dataset(cfg, mcfg, cfg.data.test_split)
     result = _test(trainer, module, cfg, test_set, run_dir, header=notes + [f"model selection: {selected}"],
                    verbose=verbose)
     if trainer.is_global_zero:  # after the test: the card carries its numbers
@@ -399,8 +398,8 @@ def _test(trainer: pl.Trainer, module, cfg, test_set, run_dir: Path, header: lis
     result = module.last_result
     if trainer.is_global_zero:
         names = module.model.class_names
-        report = "\n".join(header + [f"test split: {cfg['data']['test_split']} ({result.total} clips, "
-                                     f"{cfg['data']['temporal_views']}x{cfg['data']['spatial_views']} views)",
+        report = "\n".join(header + [f"test split: {cfg.data.test_split} ({result.total} clips, "
+                                     f"{cfg.data.temporal_views}x{cfg.data.spatial_views} views)",
                                      format_report(result, names)])
         (run_dir / "report.txt").write_text(report + "\n")
         (run_dir / "metrics.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
@@ -412,7 +411,7 @@ def _test(trainer: pl.Trainer, module, cfg, test_set, run_dir: Path, header: lis
     return result
 
 
-def folds_base_dir(cfg: dict[str, Any], resume: str | Path | None) -> Path:
+def folds_base_dir(cfg: RunConfig, resume: str | Path | None) -> Path:
     """The folder that holds ``fold<k>/`` runs: ``--resume DIR`` names it; ``--resume auto`` finds
     ``run.dir/run.name`` or, without a name, the newest ``finetune-*`` folder holding fold runs; else
     a new one (``run.name`` or a timestamp)."""
@@ -421,8 +420,8 @@ def folds_base_dir(cfg: dict[str, Any], resume: str | Path | None) -> Path:
         if not base.is_dir():
             raise FileNotFoundError(f"--resume {base}: no such run folder")
         return base
-    if resume is not None and not cfg["run"]["name"]:
-        found = [d for d in Path(cfg["run"]["dir"]).glob("finetune-*") if list(d.glob("fold*/config.yaml"))]
+    if resume is not None and not cfg.run.name:
+        found = [d for d in Path(cfg.run.dir).glob("finetune-*") if list(d.glob("fold*/config.yaml"))]
         if found:
             return max(found, key=lambda d: d.stat().st_mtime)
     return run_dir_for(cfg, "finetune")
@@ -441,7 +440,7 @@ def _fold_finished(fold_dir: Path):
     return matrix.compute()
 
 
-def _finetune_folds(cfg: dict[str, Any], folds: list[int], resume: str | Path | None = None,
+def _finetune_folds(cfg: RunConfig, folds: list[int], resume: str | Path | None = None,
                     force: bool = False) -> dict[str, Any]:
     """One fine-tuning run per fold under one folder, and the mean / std summary. Resuming (``resume``
     a folder or ``auto``) keeps the folds that finished (their saved test result), continues the one
@@ -456,9 +455,8 @@ def _finetune_folds(cfg: dict[str, Any], folds: list[int], resume: str | Path | 
     results = {}
     for k in folds:
         fold_dir = base / f"fold{k}"
-        fold_cfg = deep_merge(cfg, {"finetune": {"folds": None},
-                                    "run": {"dir": str(base.parent), "name": f"{base.name}/fold{k}"},
-                                    "data": {"options": {"fold": int(k)}}})
+        fold_cfg = cfg.replace(finetune={"folds": None}, run={"dir": str(base.parent), "name": f"{base.name}/fold{k}"},
+                               data={"options": {**cfg.data.options, "fold": int(k)}})
         done = _fold_finished(fold_dir) if resume is not None else None
         if done is not None:
             log.info("fold %s finished earlier: its saved test result is used (%s)", k, fold_dir / "metrics.json")
@@ -479,21 +477,21 @@ def _finetune_folds(cfg: dict[str, Any], folds: list[int], resume: str | Path | 
     return {"run_dir": base, "results": results, "summary": summary}
 
 
-def evaluate(cfg: dict[str, Any], model_dir: str | Path) -> Any:
+def evaluate(cfg: RunConfig, model_dir: str | Path) -> Any:
     """Evaluate an exported classifier on ``data.test_split`` with multi-view testing."""
     from hi2m.model.classifier import VideoClassifier
     from hi2m.model.io import load_pretrained
     from hi2m.train.modules import FinetuneModule
 
-    cfg = absolute_paths(cfg)
+    cfg = absolute_paths(as_config(cfg))
     model_dir = Path(model_dir).absolute()
     model = load_pretrained(model_dir)
     if not isinstance(model, VideoClassifier):
         raise ValueError(f"{model_dir} holds a pretraining model; evaluate needs a fine-tuned classifier")
     run_dir = run_dir_for(cfg, "evaluate")
     write_run_config(run_dir, cfg)
-    cfg = deep_merge(cfg, {"data": {"num_frames": model.cfg.num_frames, "image_size": model.cfg.image_size}})
-    test_set = tdata.eval_dataset(cfg, model.cfg, cfg["data"]["test_split"])
+    cfg = cfg.replace(data={"num_frames": model.cfg.num_frames, "image_size": model.cfg.image_size})
+    test_set = tdata.eval_dataset(cfg, model.cfg, cfg.data.test_split)
     trainer, _ = build_trainer(cfg, run_dir, monitor=None)
     module = _module(FinetuneModule, cfg, model.cfg, 1, trainer, num_classes=model.num_classes,
                      class_names=model.class_names)
