@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from hi2m.train import data as tdata
 from hi2m.train.callbacks import AtomicCheckpointIO, EpochAwareDataset, EpochSampler, Throughput
 from hi2m.train.checkpointing import ResumableLoader, StepCheckpoint, newest_checkpoint
-from hi2m.train.config import RunConfig, absolute_paths, as_config, dump_yaml
+from hi2m.train.config import ConfigError, RunConfig, absolute_paths, as_config, dump_yaml
 from hi2m.train.metrics import DistributedEvalSampler, format_report, write_predictions_csv
 from hi2m.train.optim import scaled_lr
 
@@ -260,8 +260,8 @@ def check_resume_config(run_dir: Path, cfg: RunConfig, force: bool) -> None:
 
     changes = config_changes(yaml.safe_load(saved_path.read_text()), cfg)
     if changes and not force:
-        raise ValueError(f"refusing to resume {run_dir} with a changed config (pass --force to resume "
-                         "anyway):\n  " + "\n  ".join(changes))
+        raise ConfigError(f"refusing to resume {run_dir} with a changed config (pass --force to resume "
+                          "anyway): " + "; ".join(changes))
     if changes:
         log.warning("resuming %s with a changed config (--force):\n  %s", run_dir, "\n  ".join(changes))
 
