@@ -145,7 +145,7 @@ def run_one(job: dict) -> dict:
             res["loss_region"].append(float(((tok * cover).sum(1) / cover.sum(1)).sum()))
             res["loss_rest"].append(float(((tok * (1 - cover)).sum(1) / (1 - cover).sum(1)).sum()))
             if cfg.mask_type == "hrd":
-                mask = model.masker(model.encoder.embed(video), egen)
+                _, mask = model.draw_mask(video, egen)
                 lp = mask.log_probs  # (B, N)
                 seen = count.min(1).values > 0
                 rows = spearman_rows(lp[seen], tok[seen])

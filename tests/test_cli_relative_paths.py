@@ -51,15 +51,31 @@ def hi2m(cwd: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProce
     return proc
 
 
-def test_demo_with_its_default_relative_out(tmp_path):
-    """The README's first command at its tiny scale: ``hi2m demo`` writes under ./runs/demo."""
+def test_demo_with_its_default_relative_out_leaves_runs_that_every_command_accepts(tmp_path):
+    """The README's first command at its tiny scale: ``hi2m demo`` writes under ./runs/demo, and each of its
+    stages is an ordinary run directory that ``evaluate``, ``visualize``, ``export`` and ``--resume`` take."""
     proc = hi2m(tmp_path, "demo", "--scale", "tiny", "--workers", "0")
     out = tmp_path / "runs" / "demo"
     results = json.loads((out / "demo.json").read_text())
     assert "chance" in proc.stdout and (out / "demo_report.txt").is_file()
-    assert all(0.0 <= results["finetune"][k]["uar"] <= 100.0 for k in ("HI2M", "random init"))
-    assert (out / "finetune-pretrained" / "model" / "model.safetensors").is_file()
-    assert (out / "pretrain" / "model" / "model.safetensors").is_file()
+    runs = [Path("runs/demo") / f"finetune-{init}-{b}" for b in (3, 1) for init in ("pretrained", "random-init")]
+    for b in ("3", "1"):
+        assert all(0.0 <= results["finetune"][b][k]["uar"] <= 100.0 for k in ("HI2M", "random init"))
+    for run in runs:
+        metrics = json.loads((tmp_path / run / "metrics.json").read_text())
+        again = hi2m(tmp_path, "evaluate", "-c", str(run / "config.yaml"), "--model", str(run / "model"),
+                     f"run.name=eval-{run.name}")
+        assert f"UAR {100 * metrics['uar']:.2f}" in again.stdout or f"{100 * metrics['uar']:.2f}" in again.stdout
+        figures = hi2m(tmp_path, "visualize", str(run)).stdout
+        assert "confusion.png" in figures and "tsne.png" in figures
+    pre = Path("runs/demo/pretrain")
+    assert (tmp_path / pre / "config.yaml").is_file() and (tmp_path / pre / "model" / "README.md").is_file()
+    figures = hi2m(tmp_path, "visualize", str(pre)).stdout
+    assert "hrd_00.png" in figures and "hsm.png" in figures
+    hi2m(tmp_path, "export", "--hf", str(runs[0]), "--out", "hf")
+    assert (tmp_path / "hf" / "config.json").is_file()
+    resumed = hi2m(tmp_path, "pretrain", "--resume", str(pre))  # finished: continues from its last checkpoint
+    assert (tmp_path / pre / "model" / "model.safetensors").is_file() and "run directory" in resumed.stdout
 
 
 def test_every_command_from_a_fresh_directory_with_relative_paths(tmp_path):

@@ -224,26 +224,30 @@ def test_finetune_selects_on_validation_and_evaluate_reproduces(synth_root, tmp_
 
 def test_demo_tiny(tmp_path, capsys):
     from hi2m.model.io import load_pretrained
-    from hi2m.train.demo import run_demo
+    from hi2m.study.demo import run_demo
 
     out = run_demo(tmp_path / "demo", scale="tiny", budget=3)
     text = capsys.readouterr().out
-    assert out["budget_per_class"] == 3 and "3 labelled clips per class" in text
+    assert out["budgets_per_class"] == [3, 1] and "3/class UAR" in text and "1/class UAR" in text
     assert "fine-tuned, HI2M-pretrained" in text and "fine-tuned, random init" in text and "chance" in text
-    assert "1/4 pretraining" in text and "4/4 fine-tuning" in text  # progress while it runs
-    for name in ("HI2M", "random init"):
-        ft = out["finetune"][name]
-        assert 0.0 <= ft["uar"] <= 100.0 and tuple(ft["curve"][-1]) == (4, ft["uar"])
+    assert "1/4 pretraining" in text and "2/4 fine-tuning" in text and "pretraining step 4/4" in text
+    assert "measured in this run" in text and "docs/results-synthface.md" in text
+    for b in ("3", "1"):
+        for name, slug in (("HI2M", "pretrained"), ("random init", "random-init")):
+            ft = out["finetune"][b][name]
+            metrics = json.loads((tmp_path / "demo" / f"finetune-{slug}-{b}" / "metrics.json").read_text())
+            assert ft["uar"] == pytest.approx(100 * metrics["uar"])  # the report shows the engine's result
+            assert f"{ft['uar']:.1f}" in text
     assert set(out["probe"]) == {"HI2M, mean", "HI2M, tokens", "random init, mean", "random init, tokens", "raw pixels"}
     pre = out["pretraining"]
-    assert 0.0 < pre["region_area"] < 1.0 and 0.0 <= pre["region_mass"] <= 1.0 and len(pre["curve"]) == 4
+    assert 0.0 < pre["region_area"] < 1.0 and 0.0 <= pre["region_mass"] <= 1.0 and [s for s, _ in pre["curve"]] == [1, 2, 3, 4]
     assert -1.0 <= pre["hsm_difficulty_spearman"] <= 1.0
     for fig in out["figures"]:
         assert os.path.getsize(fig) > 1000
     assert {os.path.basename(f) for f in out["figures"]} >= {"hrd_map.png", "learning_curves.png"}
     saved = json.loads((tmp_path / "demo" / "demo.json").read_text())
-    assert saved["finetune"]["HI2M"]["war"] == out["finetune"]["HI2M"]["war"]
-    clf = load_pretrained(tmp_path / "demo" / "finetune-pretrained" / "model")
+    assert saved["finetune"]["3"]["HI2M"]["war"] == out["finetune"]["3"]["HI2M"]["war"]
+    clf = load_pretrained(tmp_path / "demo" / "finetune-pretrained-3" / "model")
     assert clf.num_classes == 7  # the fine-tuned classifier is saved for hi2m predict / export
     with pytest.raises(FileExistsError):
         run_demo(tmp_path / "demo", scale="tiny")

@@ -363,6 +363,7 @@ def synthface_stream(
     options.pop("stride", None)
     options.pop("train", None)
     options.pop("time_limit", None)  # rendered in memory: nothing to decode
+    options.pop("num_windows", None)  # each clip is the model's length: one window
     if num_frames is not None:
         opts.setdefault("num_frames", num_frames)
         if opts["num_frames"] != num_frames:
@@ -372,3 +373,42 @@ def synthface_stream(
         raise ValueError(f"synthface-stream: unknown option(s) {sorted(options)}")
     return SynthFaceStream(synthface_config(**opts), clips_per_epoch, transform, pool=pool, repeats=repeats,
                            seed=seed)
+
+
+@register_dataset("synthface-pool")
+def synthface_pool(
+    root: Path,
+    split: str = "train",
+    synthface: dict[str, Any] | None = None,
+    count: int | dict[str, int] = 2100,
+    per_class: int | dict[str, int] | None = None,
+    repeat: int | dict[str, int] = 1,
+    transform: Any = None,
+    train: bool = True,
+    seed: int = 0,
+    **options: Any,
+):
+    """A fixed pool of labelled SynthFace clips rendered once into memory (``SynthFacePool``): the first
+    ``count`` clips of ``split``, the first ``per_class`` of each class used (nested budgets), listed
+    ``repeat`` times per epoch; nothing on disk (``root`` is unused). ``count``, ``per_class`` and ``repeat``
+    take one value or one per split (``{train: 2100, test: 350}``). ``synthface`` holds the generator's
+    options (``preset: voxceleb2`` ...)."""
+    from hi2m.data.synthface import synthface_config
+    from hi2m.data.synthface.dataset import SynthFacePool
+
+    def of_split(value: Any, default: Any) -> Any:
+        return value.get(split, default) if isinstance(value, dict) else value
+
+    opts = dict(synthface or {})
+    num_frames = options.pop("num_frames", None)
+    for key in ("stride", "time_limit", "num_windows", "repeats"):
+        options.pop(key, None)
+    if num_frames is not None:
+        opts.setdefault("num_frames", num_frames)
+        if opts["num_frames"] != num_frames:
+            raise ValueError(f"synthface-pool: data.num_frames={num_frames} but synthface.num_frames="
+                             f"{opts['num_frames']}; the pool renders exactly the frames the model sees")
+    if options:
+        raise ValueError(f"synthface-pool: unknown option(s) {sorted(options)}")
+    return SynthFacePool(synthface_config(**opts), split, of_split(count, 2100), of_split(per_class, None),
+                         transform, train=train, seed=seed, repeat=of_split(repeat, 1))

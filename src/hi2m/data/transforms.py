@@ -8,7 +8,10 @@ an optional ``torch.Generator`` (None = torch's global RNG).
 The pipeline starts with :class:`ToClipTensor` (uint8 ``(T, H, W, 3)`` array ->
 uint8 ``(C, T, H, W)`` tensor, a view) and :class:`ToFloat` (-> float in [0, 1]);
 geometric transforms work on either dtype except the ones that resample, which need
-float. Two ready pipelines: :func:`pretrain_transform` and :func:`finetune_transform`.
+float. Ready pipelines: :func:`pretrain_transform`, :func:`finetune_transform` (training) and
+:class:`EvalViews` -- the one evaluation transform (shorter side to ``size``, centre or spread crops,
+normalisation) that evaluation, ``hi2m predict``, ``hi2m visualize``, the SynthFace study and the export
+metadata all use.
 """
 
 from __future__ import annotations
@@ -22,8 +25,7 @@ import torch.nn.functional as F
 
 Tensor = torch.Tensor
 
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+from hi2m.model.config import IMAGENET_MEAN, IMAGENET_STD  # the one definition (the model's defaults)
 
 # (top, left, bottom, right) of the VoxCeleb2 pretraining crop in a 224x224 frame:
 # rows 0-160, columns 32-192 (the upper centre, where the face is).
@@ -441,21 +443,21 @@ def pretrain_transform(
 def finetune_transform(
     size: int = 160,
     train: bool = True,
-    scale: tuple[float, float] = (0.25, 1.0),
+    scale: tuple[float, float] | None = (0.25, 1.0),
     rand_augment: tuple[int, float] | None = (2, 7.0),
     erase_p: float = 0.25,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
 ) -> Compose:
-    """Fine-tuning. Train: random resized crop, horizontal flip, RandAugment
-    (``(num_ops, magnitude)`` or None), normalisation, random erasing. Eval: resize the
-    whole frame to ``size`` and normalise."""
+    """Fine-tuning. Train: random resized crop (area share in ``scale``; None: resize the whole frame),
+    horizontal flip, RandAugment (``(num_ops, magnitude)`` or None), normalisation, random erasing.
+    Eval: resize the whole frame to ``size`` and normalise."""
     if not train:
         return Compose([ToClipTensor(), ToFloat(), Resize(size), Normalize(mean, std)])
     steps: list[Callable[..., Tensor]] = [
         ToClipTensor(),
         ToFloat(),
-        RandomResizedCrop(size, scale=scale),
+        RandomResizedCrop(size, scale=scale) if scale is not None else Resize(size),
         RandomHorizontalFlip(0.5),
     ]
     if rand_augment is not None:
@@ -464,3 +466,37 @@ def finetune_transform(
     if erase_p > 0:
         steps.append(RandomErasing(erase_p))
     return Compose(steps)
+
+
+class EvalViews:
+    """The evaluation transform: resize the shorter side to ``size``, then ``views`` crops spread evenly along
+    the longer side (VideoMAE's multi-crop test; ``views = 1``: the centre crop), normalised.
+
+    uint8 (T, H, W, 3) -> float (M, C, T, size, size); M = 1 gives (C, T, size, size). Frames that are
+    already ``size`` square pass through the resize and crop unchanged.
+    """
+
+    def __init__(self, size: int, views: int = 1, mean: Sequence[float] = IMAGENET_MEAN,
+                 std: Sequence[float] = IMAGENET_STD) -> None:
+        if views < 1:
+            raise ValueError(f"views must be >= 1, got {views}")
+        self.size, self.views = size, views
+        self.norm = Normalize(mean, std)
+
+    def __call__(self, clip: np.ndarray | Tensor, generator: torch.Generator | None = None) -> Tensor:
+        x = ToFloat()(ToClipTensor()(clip))  # (C, T, H, W) float in [0, 1]
+        C, T, H, W = x.shape
+        scale = self.size / min(H, W)
+        h, w = max(self.size, round(H * scale)), max(self.size, round(W * scale))
+        if (h, w) != (H, W):
+            x = _resize(x, (h, w))  # (C, T, h, w)
+        crops = []
+        for i in range(self.views):
+            frac = 0.5 if self.views == 1 else i / (self.views - 1)
+            top, left = round((h - self.size) * frac), round((w - self.size) * frac)
+            crops.append(self.norm(x[:, :, top:top + self.size, left:left + self.size]))
+        return crops[0] if self.views == 1 else torch.stack(crops)  # (M, C, T, S, S)
+
+    def batch(self, clips: np.ndarray) -> Tensor:
+        """uint8 clips (B, T, H, W, 3) -> (B, C, T, S, S) (one view)."""
+        return torch.stack([self(c) for c in clips])

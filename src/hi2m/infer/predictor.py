@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from hi2m.data.transforms import EvalViews
+
 from hi2m.data.boundary import file_boundary
 from hi2m.data.errors import DecodeError
 from hi2m.infer.detect import Box, FaceDetector, iou
@@ -94,9 +96,7 @@ class Predictor:
         self._detector = detector if detector is not None else "auto"
         self.options = options or PredictOptions()
         self._onnx = None  # the ONNX Runtime session of backend "onnxruntime", built on first use
-        shape = (1, self.cfg.in_chans, 1, 1, 1)
-        self._mean = torch.tensor(self.cfg.pixel_mean).view(shape)
-        self._std = torch.tensor(self.cfg.pixel_std).view(shape)
+        self._transform = EvalViews(self.cfg.image_size, 1, self.cfg.pixel_mean, self.cfg.pixel_std)
         self.timings: dict[str, float] = defaultdict(float)  # seconds per stage, summed over calls
 
     @property
@@ -112,9 +112,10 @@ class Predictor:
 
     # ---- model calls ------------------------------------------------------------------------
     def normalise(self, frames: np.ndarray) -> torch.Tensor:
-        """uint8 (B, T, S, S, 3) -> normalised float (B, C, T, S, S) on the model's device."""
-        x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 4, 1, 2, 3).float().div_(255.0)  # (B, C, T, S, S)
-        return ((x - self._mean) / self._std).to(self.device)
+        """uint8 clips (B, T, H, W, 3) -> the model's input (B, C, T, S, S) on its device, through the one
+        evaluation transform (:class:`hi2m.data.transforms.EvalViews`: shorter side to S, centre crop,
+        normalisation; face crops are already S x S)."""
+        return self._transform.batch(frames).to(self.device)
 
     @torch.inference_mode()
     def classify(self, frames: np.ndarray) -> np.ndarray:
@@ -148,7 +149,7 @@ class Predictor:
         if isinstance(clip, torch.Tensor) and clip.is_floating_point():
             video = clip.to(self.device)
         else:
-            video = self.normalise(self._prepare_frames(np.asarray(clip)))
+            video = self.normalise(self._checked(np.asarray(clip)))
         if self.is_classifier:
             tokens, pooled = self.model.forward_features(video)  # (B, N, D), (B, D)
         else:
@@ -156,25 +157,15 @@ class Predictor:
             pooled = tokens.mean(dim=1)  # (B, D)
         return Features(tokens=tokens.cpu(), pooled=pooled.cpu())
 
-    def _prepare_frames(self, frames: np.ndarray) -> np.ndarray:
-        import cv2
-
+    def _checked(self, frames: np.ndarray) -> np.ndarray:
+        """uint8 (T, H, W, 3) or (B, T, H, W, 3) with the model's T, as (B, T, H, W, 3)."""
         if frames.ndim == 4:
             frames = frames[None]
         if frames.ndim != 5 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise ValueError(f"expected uint8 frames (T, H, W, 3) or (B, T, H, W, 3), got {frames.dtype} {frames.shape}")
         if frames.shape[1] != self.cfg.num_frames:
             raise ValueError(f"the model takes {self.cfg.num_frames} frames per clip, got {frames.shape[1]}")
-        s = self.cfg.image_size
-        h, w = frames.shape[2:4]
-        side = min(h, w)
-        top, left = (h - side) // 2, (w - side) // 2
-        out = np.empty(frames.shape[:2] + (s, s, 3), dtype=np.uint8)  # (B, T, S, S, 3)
-        for b in range(frames.shape[0]):
-            for t in range(frames.shape[1]):
-                out[b, t] = cv2.resize(frames[b, t, top:top + side, left:left + side], (s, s),
-                                       interpolation=cv2.INTER_AREA if side > s else cv2.INTER_LINEAR)
-        return out
+        return frames
 
     # ---- videos -------------------------------------------------------------------------------
     def predict_video(self, path: str | Path) -> VideoResult:

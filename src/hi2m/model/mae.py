@@ -88,13 +88,20 @@ class HI2M(nn.Module):
             self.masker.policy.reset_parameters()
 
     # ---- the three stages ---------------------------------------------------------------
+    def draw_mask(self, video: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, Mask]:
+        """Embed video (B, C, T, H, W) into tokens (B, N, D) and draw the configured mask for them (for HRD:
+        a sample from the policy's importance P, Eq. 5-6)."""
+        tokens = self.encoder.embed(video)  # (B, N, D)
+        return tokens, self.masker(tokens, generator)
+
     def forward_encoder(
         self, video: torch.Tensor, mask: Mask | None = None, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, Mask]:
         """video (B, C, T, H, W) -> visible encodings (B, N_v, D) and the mask used."""
-        tokens = self.encoder.embed(video)  # (B, N, D)
         if mask is None:
-            mask = self.masker(tokens, generator)
+            tokens, mask = self.draw_mask(video, generator)
+        else:
+            tokens = self.encoder.embed(video)  # (B, N, D)
         return self.encoder.forward_tokens(tokens, mask.visible), mask
 
     def forward_decoder(self, latent: torch.Tensor, mask: Mask) -> torch.Tensor:
@@ -161,10 +168,5 @@ class HI2M(nn.Module):
         return self.forward_loss(video, pred, mask)
 
     # ---- optimiser helpers -----------------------------------------------------------------
-    def autoencoder_parameters(self) -> list[nn.Parameter]:
-        """Everything but the HRD policy (theta of Eq. 5)."""
-        policy = set(map(id, self.hrd_parameters()))
-        return [p for p in self.parameters() if id(p) not in policy]
-
     def hrd_parameters(self) -> list[nn.Parameter]:
         return [] if self.masker.policy is None else list(self.masker.policy.parameters())

@@ -73,6 +73,8 @@ class DataSettings:
     stride: int = _f(4, "step between sampled frames", min=1)
     image_size: int = _f(160, "frame side after resizing and cropping", min=1)
     crop_box: list[int] | None = _f(None, "(top, left, bottom, right) before resizing; VoxCeleb2: [0, 32, 160, 192]")
+    crop_scales: list[float] = _f([1.0, 0.875, 0.75, 0.66], "pretraining: multi-scale crop sides relative to the "
+                                  "shorter side (VideoMAE's; [1.0]: the whole frame)")
     batch_size: int = _f(8, "clips per device per step", min=1)
     num_workers: int = _f(2, "DataLoader worker processes per device (0: load in the main process)", min=0)
     repeats: int = _f(1, "pretraining: random windows per decoded clip (repeated sampling)", min=1)
@@ -134,6 +136,7 @@ class FinetuneSettings:
     mixup_prob: float = _f(1.0, "probability of mixing a batch", min=0, max=1)
     rand_augment: list[Union[int, float]] | None = _f([2, 7.0], "RandAugment (number of ops, magnitude); None: off")
     erase_p: float = _f(0.25, "random erasing probability", min=0, max=1)
+    crop_scale: list[float] | None = _f([0.25, 1.0], "random resized crop's area share range; None: the whole frame")
     select: Literal["val", "last"] = _f("val", "val: best validation UAR (needs a validation set); last: the last epoch")
     folds: list[int] | None = _f(None, "DFEW / MAFW: folds to run one after the other, each and mean +- std")
 
@@ -201,6 +204,11 @@ class RunConfig:
             raise ConfigError(f"data.crop_box: expected [top, left, bottom, right], got {self.data.crop_box}")
         if len(self.optim.betas) != 2 or not all(0 <= b < 1 for b in self.optim.betas):
             raise ConfigError(f"optim.betas: expected two values in [0, 1), got {self.optim.betas}")
+        if not self.data.crop_scales or not all(0 < s <= 1 for s in self.data.crop_scales):
+            raise ConfigError(f"data.crop_scales: expected values in (0, 1], got {self.data.crop_scales}")
+        scale = self.finetune.crop_scale
+        if scale is not None and (len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1):
+            raise ConfigError(f"finetune.crop_scale: expected [low, high] with 0 < low <= high <= 1, got {scale}")
         if self.finetune.rand_augment is not None and len(self.finetune.rand_augment) != 2:
             raise ConfigError(f"finetune.rand_augment: expected [number of ops, magnitude], got {self.finetune.rand_augment}")
         if self.trainer.max_steps == 0:

@@ -10,39 +10,6 @@ from torch.utils.data import Dataset, Subset
 from hi2m.train.config import RunConfig
 
 
-class SpatialViews:
-    """Evaluation views in space: resize the shorter side to ``size``, then ``views`` crops spread evenly
-    along the longer side (VideoMAE's multi-crop test). On square frames the crops coincide.
-
-    uint8 (T, H, W, 3) -> float (M, C, T, size, size), normalised; M = 1 gives (C, T, size, size).
-    """
-
-    def __init__(self, size: int, views: int, mean, std):
-        from hi2m.data.transforms import Normalize, ToClipTensor, ToFloat
-
-        self.size, self.views = size, views
-        self.pre = [ToClipTensor(), ToFloat()]
-        self.norm = Normalize(mean, std)
-
-    def __call__(self, clip, generator=None) -> torch.Tensor:
-        import torch.nn.functional as F
-
-        x = clip
-        for step in self.pre:
-            x = step(x, generator)  # (C, T, H, W) float
-        C, T, H, W = x.shape
-        scale = self.size / min(H, W)
-        h, w = max(self.size, round(H * scale)), max(self.size, round(W * scale))
-        x = F.interpolate(x.transpose(0, 1), size=(h, w), mode="bilinear", align_corners=False, antialias=True)
-        x = x.transpose(0, 1)  # (C, T, h, w)
-        crops = []
-        for i in range(self.views):
-            frac = 0.5 if self.views == 1 else i / (self.views - 1)
-            top, left = round((h - self.size) * frac), round((w - self.size) * frac)
-            crops.append(self.norm(x[:, :, top:top + self.size, left:left + self.size]))
-        return crops[0] if self.views == 1 else torch.stack(crops)  # (M, C, T, S, S)
-
-
 def _dataset(cfg: RunConfig, split: str, train: bool, transform, **extra: Any):
     from hi2m.data.adapters import build_dataset
 
@@ -60,7 +27,7 @@ def pretrain_dataset(cfg: RunConfig, model_cfg) -> Dataset:
     from hi2m.data.transforms import pretrain_transform
 
     d = cfg.data
-    transform = pretrain_transform(d.image_size, crop_box=d.crop_box, mean=model_cfg.pixel_mean,
+    transform = pretrain_transform(d.image_size, crop_box=d.crop_box, scales=d.crop_scales, mean=model_cfg.pixel_mean,
                                    std=model_cfg.pixel_std)
     return _dataset(cfg, d.train_split, True, transform, repeats=d.repeats, seed=cfg.seed)
 
@@ -71,7 +38,8 @@ def finetune_datasets(cfg: RunConfig, model_cfg) -> tuple[Dataset, Dataset | Non
 
     d, f = cfg.data, cfg.finetune
     ra = tuple(f.rand_augment) if f.rand_augment else None
-    train_tf = finetune_transform(d.image_size, train=True, rand_augment=ra, erase_p=f.erase_p,
+    scale = tuple(f.crop_scale) if f.crop_scale is not None else None
+    train_tf = finetune_transform(d.image_size, train=True, scale=scale, rand_augment=ra, erase_p=f.erase_p,
                                   mean=model_cfg.pixel_mean, std=model_cfg.pixel_std)
     train = _dataset(cfg, d.train_split, True, train_tf, seed=cfg.seed)
     if d.val_split:
@@ -86,7 +54,9 @@ def finetune_datasets(cfg: RunConfig, model_cfg) -> tuple[Dataset, Dataset | Non
 
 def eval_dataset(cfg: RunConfig, model_cfg, split: str) -> Dataset:
     d = cfg.data
-    views = SpatialViews(d.image_size, d.spatial_views, model_cfg.pixel_mean, model_cfg.pixel_std)
+    from hi2m.data.transforms import EvalViews
+
+    views = EvalViews(d.image_size, d.spatial_views, model_cfg.pixel_mean, model_cfg.pixel_std)
     return _dataset(cfg, split, False, views, num_windows=d.temporal_views)
 
 

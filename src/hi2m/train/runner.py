@@ -346,7 +346,7 @@ def _class_names(dataset) -> tuple[str, ...]:
 
 
 def finetune(cfg: RunConfig, resume: str | Path | None = None, verbose: bool = True,
-             force: bool = False) -> dict[str, Any]:
+             force: bool = False, extra_callbacks=()) -> dict[str, Any]:
     """Fine-tune (or linear-probe) on one split; with ``finetune.folds``, one run per fold and a summary."""
     cfg = absolute_paths(as_config(cfg))
     folds = cfg.finetune.folds
@@ -364,7 +364,7 @@ def finetune(cfg: RunConfig, resume: str | Path | None = None, verbose: bool = T
                          "(carved from train) or data.val_split, or use finetune.select=last")
     names = _class_names(train_set)
     trainer, ckpt_cb = build_trainer(cfg, run_dir, monitor="val/uar" if f.select == "val" else None,
-                                     resuming=ckpt_path is not None)
+                                     extra_callbacks=extra_callbacks, resuming=ckpt_path is not None)
     module = _module(FinetuneModule, cfg, mcfg, len(train_set), trainer, num_classes=len(names), class_names=names)
     check_free_space(run_dir, module, cfg.trainer.keep_checkpoints + 3)
     notes = []

@@ -139,9 +139,9 @@ def hrd_health_figure(rows: Sequence[Mapping[str, float]], path: str | Path, uni
 
 
 def learning_curves_figure(pretrain_curve: Sequence[tuple[int, float]], finetune_curves: Mapping[str, Sequence[tuple[int, float]]],
-                           chance: float, path: str | Path, title: str = "") -> Path:
-    """Two panels: the pretraining reconstruction loss against the step, and each fine-tuning run's test
-    UAR (%) against the step with the chance level drawn."""
+                           chance: float | None, path: str | Path, title: str = "", ylabel: str = "test UAR (%)") -> Path:
+    """Two panels: the pretraining reconstruction loss against the step, and a value of each fine-tuning run
+    (``ylabel``: its test UAR by default, with the ``chance`` level drawn when given) against the step."""
     plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
     steps, loss = zip(*pretrain_curve)
@@ -150,11 +150,12 @@ def learning_curves_figure(pretrain_curve: Sequence[tuple[int, float]], finetune
     left.set_ylabel("reconstruction loss (Eq. 1)")
     left.set_title("pretraining on unlabelled clips", fontsize=9)
     for name, curve in finetune_curves.items():
-        s, uar = zip(*curve)
-        right.plot(s, uar, marker="o", label=name)
-    right.axhline(chance, color="grey", ls="--", lw=0.8, label="chance")
+        s, value = zip(*curve)
+        right.plot(s, value, marker="o", label=name)
+    if chance is not None:
+        right.axhline(chance, color="grey", ls="--", lw=0.8, label="chance")
     right.set_xlabel("fine-tuning step")
-    right.set_ylabel("test UAR (%)")
+    right.set_ylabel(ylabel)
     right.set_title("fine-tuning on the labelled clips", fontsize=9)
     right.legend(fontsize=7)
     fig.suptitle(title, fontsize=9)

@@ -50,27 +50,15 @@ def resolve(path: str | Path) -> Target:
 
 # ---- clips -----------------------------------------------------------------------------------
 
-def clip_transform(size: int, mean: Sequence[float], std: Sequence[float]):
-    """uint8 (T, H, W, 3) -> normalised float (C, T, size, size): shorter side to ``size``, centre crop."""
-    from hi2m.data.transforms import CenterCrop, Normalize, Resize, ToClipTensor, ToFloat
-
-    def apply(clip: np.ndarray, generator=None) -> torch.Tensor:
-        h, w = clip.shape[1:3]
-        scale = size / min(h, w)
-        x = ToFloat()(ToClipTensor()(clip))  # (C, T, H, W)
-        x = Resize((max(size, round(h * scale)), max(size, round(w * scale))))(x)
-        return Normalize(mean, std)(CenterCrop(size)(x))  # (C, T, S, S)
-
-    return apply
-
-
 def load_video_clips(paths: Sequence[str | Path], cfg, stride: int, windows: int = 1) -> torch.Tensor:
     """``windows`` evenly spaced windows of each video (looped if short), normalised: (B, K, C, T, S, S)."""
     from hi2m.data.boundary import file_boundary
     from hi2m.data.sampling import eval_windows
     from hi2m.data.video import open_clip_source, read_windows
 
-    transform = clip_transform(cfg.image_size, cfg.pixel_mean, cfg.pixel_std)
+    from hi2m.data.transforms import EvalViews
+
+    transform = EvalViews(cfg.image_size, 1, cfg.pixel_mean, cfg.pixel_std)
     out = []
     for path in paths:
         with file_boundary(path), open_clip_source(path) as src:  # any failure: DecodeError naming the file
@@ -79,14 +67,30 @@ def load_video_clips(paths: Sequence[str | Path], cfg, stride: int, windows: int
     return torch.stack(out)
 
 
-def dataset_clip_paths(config: dict[str, Any], split_key: str, limit: int) -> list[str]:
-    """The first ``limit`` clip paths of the run's dataset split (``data.<split_key>``)."""
-    from hi2m.data.adapters import build_dataset
+def run_clips(config: dict[str, Any], split_key: str, limit: int, model_cfg, windows: int = 1):
+    """The first ``limit`` readable clips of a run's dataset split (``data.<split_key>``), read by the engine's
+    evaluation dataset (the one evaluation transform; files, frame folders or in-memory SynthFace alike):
+    (names, labels, videos (B, V, C, T, S, S)) with V = ``windows`` x the run's spatial views."""
+    from hi2m.train.config import as_config
+    from hi2m.train.data import eval_dataset
 
-    d = config["data"]
-    ds = build_dataset(d["dataset"], d["root"], split=d[split_key], num_frames=d["num_frames"],
-                       stride=d["stride"], **dict(d.get("options") or {}))
-    return [r.path for r in ds.records[:limit]]
+    cfg = as_config(config).replace(data={"num_frames": model_cfg.num_frames, "image_size": model_cfg.image_size,
+                                          "temporal_views": windows})
+    dataset = eval_dataset(cfg, model_cfg, getattr(cfg.data, split_key))
+    names, labels, videos = [], [], []
+    for i in range(len(dataset)):
+        if len(videos) == limit:
+            break
+        item = dataset[i]
+        if "error" in item:
+            continue
+        video = item["video"]
+        videos.append(video.reshape(-1, *video.shape[-4:]))  # (V, C, T, S, S)
+        names.append(Path(str(item["path"])).name)
+        labels.append(int(item["label"]))
+    if not videos:
+        raise ValueError(f"no readable clip in the run's {getattr(cfg.data, split_key)!r} split")
+    return names, labels, torch.stack(videos)
 
 
 def unnormalise(video: torch.Tensor, cfg) -> torch.Tensor:
@@ -104,7 +108,7 @@ def hrd_maps(model, video: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, t
 
     probs = importance(model, video)  # (B, N)
     g = torch.Generator().manual_seed(seed)
-    mask = model.masker(model.encoder.embed(video), g)
+    _, mask = model.draw_mask(video, g)
     visible = ~mask.bool_masked  # (B, N)
     grid = model.cfg.grid
     return probs.view(-1, *grid), visible.view(-1, *grid)
@@ -133,30 +137,19 @@ def pretraining_figures(model, clips: torch.Tensor, names: Sequence[str], out: P
 
 # ---- fine-tuning figures ---------------------------------------------------------------------
 
-def read_predictions(path: Path) -> tuple[list[str], list[int], list[str]]:
-    """(clip paths, target indices, class names) from a predictions.csv."""
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        names = [c[len("prob_"):] for c in reader.fieldnames or [] if c.startswith("prob_")]
-        rows = list(reader)
-    if not rows:
-        raise ValueError(f"{path}: no predictions")
-    return [r["clip"] for r in rows], [int(r["target"]) if r["target"] != "" else -1 for r in rows], names
-
-
 @torch.no_grad()
-def pooled_features(model, paths: Sequence[str], stride: int, windows: int = 2, batch: int = 8) -> np.ndarray:
-    """Pooled classifier features (N, D) of clips, averaged over ``windows`` evenly spaced windows."""
+def pooled_features(model, videos: torch.Tensor, batch: int = 8) -> np.ndarray:
+    """Pooled classifier features (N, D) of clips (N, V, C, T, S, S), averaged over their V views."""
     feats = []
-    for i in range(0, len(paths), batch):
-        clips = load_video_clips(paths[i:i + batch], model.cfg, stride, windows)  # (B, K, C, T, S, S)
-        b, k = clips.shape[:2]
-        _, pooled = model.forward_features(clips.flatten(0, 1))  # (B*K, D)
-        feats.append(pooled.view(b, k, -1).mean(1).numpy())
+    for i in range(0, len(videos), batch):
+        clips = videos[i:i + batch]  # (B, V, C, T, S, S)
+        b, v = clips.shape[:2]
+        _, pooled = model.forward_features(clips.flatten(0, 1))  # (B*V, D)
+        feats.append(pooled.view(b, v, -1).mean(1).numpy())
     return np.concatenate(feats)
 
 
-def finetuning_figures(model, run_dir: Path, out: Path, stride: int, max_clips: int = 300) -> list[Path]:
+def finetuning_figures(model, run_dir: Path, config: dict[str, Any], out: Path, max_clips: int = 300) -> list[Path]:
     from hi2m.viz.figures import confusion_figure
     from hi2m.viz.plots import tsne_embedding, tsne_figure
 
@@ -167,13 +160,11 @@ def finetuning_figures(model, run_dir: Path, out: Path, stride: int, max_clips: 
         m = json.loads(metrics.read_text())
         written.append(confusion_figure(torch.tensor(m["confusion"]), names, out / "confusion.png",
                                         title=f"UAR {100 * m['uar']:.1f}  WAR {100 * m['war']:.1f}"))
-    preds = run_dir / "predictions.csv"
-    if preds.is_file():
-        paths, targets, _ = read_predictions(preds)
-        paths, targets = paths[:max_clips], targets[:max_clips]
-        emb = tsne_embedding(pooled_features(model, paths, stride))
+    if config:
+        _, targets, videos = run_clips(config, "test_split", max_clips, model.cfg, windows=2)
+        emb = tsne_embedding(pooled_features(model, videos))
         written.append(tsne_figure(emb, targets, names, out / "tsne.png",
-                                   title=f"t-SNE of pooled features, {len(paths)} test clips"))
+                                   title=f"t-SNE of pooled features, {len(targets)} test clips"))
     return written
 
 
@@ -259,18 +250,18 @@ def visualize(path: str | Path, out: str | Path | None = None, videos: Sequence[
         if target.run_dir is None:
             notes.append("a bare classifier directory: confusion / t-SNE need a run directory")
         else:
-            written += finetuning_figures(model, target.run_dir, out, stride)
+            written += finetuning_figures(model, target.run_dir, target.config, out)
     else:
+        clips = None
         if videos:
-            paths = list(videos)
+            clips, names = load_video_clips(list(videos), model.cfg, stride)[:, 0], [Path(p).name for p in videos]
         elif target.config:
-            paths = dataset_clip_paths(target.config, "train_split", num_clips)
+            names, _, views = run_clips(target.config, "train_split", num_clips, model.cfg)
+            clips = views[:, 0]  # (B, C, T, S, S)
         else:
-            paths = []
             notes.append("pretraining model without a run config: give clips with --video for HRD / HSM figures")
-        if paths:
-            clips = load_video_clips(paths, model.cfg, stride)[:, 0]  # (B, C, T, S, S)
-            written += pretraining_figures(model, clips, [Path(p).name for p in paths], out, seed)
+        if clips is not None:
+            written += pretraining_figures(model, clips, names, out, seed)
             if model.cfg.mask_type != "hrd":
                 notes.append(f"mask_type is {model.cfg.mask_type!r}: no HRD figure")
     if target.run_dir is not None:

@@ -1,4 +1,6 @@
-"""In-memory SynthFace clips as a torch Dataset (rendered on the fly, nothing on disk)."""
+"""In-memory SynthFace clips as torch Datasets (rendered in memory, nothing on disk): a split rendered on the
+fly (:class:`SynthFaceClips`), a fixed labelled pool rendered once (:class:`SynthFacePool`, what the study and
+the demo fine-tune on) and the endless unlabelled stream (:class:`SynthFaceStream`)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from hi2m.data.synthface.config import SynthFaceConfig, check_split
+from hi2m.data.labels import DFER_CLASSES
+from hi2m.data.synthface.config import NUM_CLASSES, SynthFaceConfig, check_split
 from hi2m.data.synthface.render import generate_clip, generate_stream_clip
 
 
@@ -103,3 +106,69 @@ class SynthFaceStream(Dataset):
             views = [self.transform(frames, g) for _ in range(self.repeats)]
             video = views[0] if self.repeats == 1 else torch.stack(views)
         return {"video": video, "label": -1, "index": k, "path": f"synthface-stream:{k}"}
+
+
+def budget_indices(labels: np.ndarray, per_class: int) -> np.ndarray:
+    """The first ``per_class`` clips of every class, sorted (nested: a larger budget holds the smaller)."""
+    picks = [np.flatnonzero(labels == c)[:per_class] for c in range(NUM_CLASSES)]
+    short = [c for c, p in enumerate(picks) if len(p) < per_class]
+    if short:
+        raise ValueError(f"the labelled pool has fewer than {per_class} clips of classes {short}")
+    return np.sort(np.concatenate(picks))
+
+
+def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:
+    """The random stream of one training item: the same for (seed, epoch, index) in any process."""
+    mixed = (seed * 0x9E3779B1 + epoch * 0x85EBCA6B + index * 0xC2B2AE35) % (2**63)
+    return torch.Generator().manual_seed(mixed)
+
+
+class SynthFacePool(Dataset):
+    """A fixed pool of labelled SynthFace clips, rendered once into memory: the first ``count`` clips of
+    ``split``, of which the first ``per_class`` of every class are used (None: all; budgets are nested, so
+    10 clips per class are among the 300), listed ``repeat`` times per epoch (a small budget still fills
+    an epoch of many steps; each listing gets its own augmentation).
+
+    Items are those of :class:`hi2m.data.dataset.ClipDataset`: ``transform(uint8 (T, H, W, 3), generator)``
+    gives ``video``; in training the generator depends on (seed, epoch, index) only; in evaluation the
+    video gets the windows axis, (1, ...) (one window: the clip is the model's length).
+    """
+
+    def __init__(self, config: SynthFaceConfig, split: str, count: int, per_class: int | None = None,
+                 transform: Callable | None = None, train: bool = True, seed: int = 0, repeat: int = 1) -> None:
+        check_split(split)
+        if count <= 0 or repeat <= 0:
+            raise ValueError(f"count and repeat must be positive, got {count}, {repeat}")
+        self.repeat = int(repeat)
+        self.config, self.split, self.train, self.seed, self.epoch = config, split, train, int(seed), 0
+        self.transform = transform
+        counts = {f"num_{name}": (count if name == split else 0) for name in ("train", "val", "test")}
+        cfg = SynthFaceConfig(**{**config.__dict__, **counts})
+        clips = [generate_clip(cfg, split, i) for i in range(count)]
+        labels = np.asarray([c.label for c in clips], dtype=np.int64)  # (count,)
+        self.pool_index = budget_indices(labels, per_class) if per_class else np.arange(count)
+        self.frames = [clips[k].frames for k in self.pool_index]  # each uint8 (T, H, W, 3)
+        self._labels = labels[self.pool_index]
+        self.classes = tuple(DFER_CLASSES)
+
+    def __len__(self) -> int:
+        return len(self.frames) * self.repeat
+
+    @property
+    def labels(self) -> list[int]:
+        return self._labels.tolist() * self.repeat
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        g = item_generator(self.seed, self.epoch, index) if self.train else None
+        index = index % len(self.frames)
+        frames = self.frames[index]
+        video = self.transform(frames, g) if self.transform else frames_to_tensor(frames)  # (C, T, H, W) or views
+        if not self.train:
+            video = video[None]  # (1, ...): one window
+        k = int(self.pool_index[index])
+        return {"video": video, "label": int(self._labels[index]), "index": index, "path": f"synthface:{self.split}:{k}"}
