@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from hi2m.model import HI2M, HI2MConfig
-from hi2m.model.io import atomic_write
+from hi2m.io.files import atomic_write
 from hi2m.train.checkpointing import rng_states
 from hi2m.train.optim import build_adamw
 

@@ -68,11 +68,11 @@ def grids() -> dict[str, dict[str, dict]]:
 # ---- data ---------------------------------------------------------------------------------------
 
 def clip_pool(cache: Path, split: str, count: int, synth: dict = SYNTH) -> dict[str, np.ndarray]:
-    """SynthFace clips rendered once (``hi2m.train.study.render_clips``) and cached as uint8 arrays: video
+    """SynthFace clips rendered once (``hi2m.study.protocol.render_clips``) and cached as uint8 arrays: video
     (n, C, T, H, W), region (n, T, H, W), label (n,), difficulty (n,) (the clip's difficulty_score)."""
     import zlib
 
-    from hi2m.train.study import render_clips
+    from hi2m.study.protocol import render_clips
 
     key = zlib.crc32(json.dumps(synth, sort_keys=True).encode())
     path = cache / f"synthface-{split}-{count}-{key:08x}.npz"
@@ -81,6 +81,7 @@ def clip_pool(cache: Path, split: str, count: int, synth: dict = SYNTH) -> dict[
             if "label" in f.files:
                 return {k: f[k] for k in f.files}
     out = render_clips(synth, split, count)
+    out["video"] = out.pop("frames").transpose(0, 4, 1, 2, 3)  # (n, T, H, W, C) -> (n, C, T, H, W)
     cache.mkdir(parents=True, exist_ok=True)
     np.savez(path, **out)
     return out
@@ -172,7 +173,7 @@ def toy_run(advantage: str, beta: float, steps: int, checkpoints: tuple[int, ...
     ``checkpoints``: does P keep concentrating (collapse to a fixed top-k: overlap -> 1) or level off?"""
     import torch
 
-    from hi2m import objectives as obj
+    from hi2m.model import objectives as obj
     from hi2m.analysis import hrd_diagnostics
     from hi2m.model.hrd import importance_distribution, sample_without_replacement
 
@@ -229,8 +230,8 @@ def fmt(values: list[float], digits: int = 2) -> str:
 def table(rows: list[dict], names: list[str]) -> str:
     tube = [r["rec"] for r in rows if r["name"] == "tube (no HRD)"]
     tube_rec = statistics.mean(tube) if tube else float("nan")
-    head = (f"| setting | seeds | KL(P||U) nats | Spearman(P, loss) | region mass / area | overlap | "
-            f"held-out rec. loss | rec. / tube | loss region / rest |")
+    head = ("| setting | seeds | KL(P||U) nats | Spearman(P, loss) | region mass / area | overlap | "
+            "held-out rec. loss | rec. / tube | loss region / rest |")
     lines = [head, "|" + "---|" * 9]
     for name in names:
         rs = [r for r in rows if r["name"] == name]
@@ -261,8 +262,8 @@ def main() -> None:
                     help="only the MAE-free toy: a free policy on a fixed loss map for STEPS steps (e.g. 6000)")
     args = ap.parse_args()
     if args.toy:
-        print(f"HRD on a fixed loss map (64 tokens, 16 visible, hard eighth x1.5; uniform: KL 0, overlap 0.25, "
-              f"hard mass 0.125)\n")
+        print("HRD on a fixed loss map (64 tokens, 16 visible, hard eighth x1.5; uniform: KL 0, overlap 0.25, "
+              "hard mass 0.125)\n")
         print(toy_table(args.toy))
         return
     if args.quick:

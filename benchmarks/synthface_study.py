@@ -1,11 +1,13 @@
 """Does HI2M pretraining pay? A label-efficiency study on SynthFace (the paper's Table 3 idea, with its
-Table 2 and Table 9 ablations), sized for 2 CPU cores. The protocol lives in ``hi2m.train.study`` (shared
-with ``hi2m demo``); this script runs it over seeds, budgets and variants and writes the table.
+Table 2 and Table 9 ablations), sized for 2 CPU cores. The protocol lives in ``hi2m.study.protocol`` (shared
+with ``hi2m demo``); this script runs it over seeds, budgets and variants through the training engine (every
+pretraining and fine-tuning run is an ``hi2m pretrain`` / ``hi2m finetune`` run directory under --runs) and
+writes the table.
 
 The paper's regime, scaled down: plenty of unlabelled face video (SynthFace's ``voxceleb2`` preset: each
 pretraining run reads steps x batch distinct clips once), few labelled clips of the same kind (a fixed
 pool with up to --budgets max clips per class; budgets are nested), a fixed test split. Geometry, model
-and recipes: ``hi2m.train.study`` and docs/results-synthface.md.
+and recipes: ``hi2m.study.protocol`` and docs/results-synthface.md.
 
 Rows: random init and HI2M at every budget, fine-tuned and linearly probed (mean-pooled features, the
 paper's protocol, and all tokens concatenated); the pretraining variants (baseline tube masking, +HRD,
@@ -31,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hi2m.train import study as S
+from hi2m.study import protocol as S
 
 NUM_CLASSES = S.NUM_CLASSES
 VARIANTS = S.VARIANTS
@@ -49,6 +51,19 @@ def cached_clips(cache: Path, name: str, make) -> dict[str, np.ndarray]:
     np.savez(tmp, **out)
     tmp.replace(path)
     return out
+
+
+def train_uar(run_dir: Path, frames: np.ndarray, labels: np.ndarray) -> float:
+    """UAR of a fine-tuned run's saved classifier on the clips it was trained on (is it fitting them?)."""
+    import torch
+
+    from hi2m.io.weights import load_pretrained
+
+    model = load_pretrained(run_dir / "model")
+    with torch.no_grad():
+        pred = np.concatenate([model(S.model_input(frames[i:i + 64], model.cfg)).argmax(-1).numpy()
+                               for i in range(0, len(frames), 64)])
+    return S.uar_war(pred, labels)[0]
 
 
 def fmt(values: list[float], digits: int = 1) -> str:
@@ -96,7 +111,7 @@ def report(rows: list[dict], args, recipe: S.Recipe) -> str:
                    f"{cell('probe', 'HI2M', b)} / {cell('probe-tokens', 'HI2M', b)} | {cell('probe', 'raw pixels', b)} |")
     out += ["", "WAR (fine-tuned, random init / HI2M): " + "; ".join(
         f"{b}/class {cell('ft', 'random init', b, 'war')} / {cell('ft', 'HI2M', b, 'war')}" for b in args.budgets),
-        "", "Train UAR at the last step (fine-tuned, random init / HI2M): " + "; ".join(
+        "", "Train UAR of the final model (fine-tuned, random init / HI2M): " + "; ".join(
         f"{b}/class {cell('ft', 'random init', b, 'train_uar')} / {cell('ft', 'HI2M', b, 'train_uar')}"
         for b in args.budgets)]
     out += ["", f"## Table 2 and Table 9 on SynthFace: UAR (fine-tuned at {b0} clips per class; probes of "
@@ -140,12 +155,12 @@ def report(rows: list[dict], args, recipe: S.Recipe) -> str:
     for r in pick(kind="pretrain", variant="HI2M"):
         out.append(f"- seed {r['seed']}: " + ", ".join(f"{s}: {v:.3f}" for s, v in r["meas"]["curve"]))
     for b in (b0, max(args.budgets)):
-        out += ["", f"Fine-tuning at {b} clips per class: test UAR by step (curves only, never used to select):", ""]
+        out += ["", f"Fine-tuning at {b} clips per class: training loss by step (test UAR only at the end):", ""]
         for variant in ("random init", "HI2M"):
             for r in pick(kind="ft", variant=variant, budget=b):
                 if len(r["curve"]) > 1:
-                    out.append(f"- {variant}, seed {r['seed']}: " + ", ".join(f"{s}: {u:.1f}" for s, u in r["curve"]) +
-                               f" (train UAR at the end {r['train_uar']:.1f})")
+                    out.append(f"- {variant}, seed {r['seed']}: " + ", ".join(f"{s}: {u:.3f}" for s, u in r["curve"][::4]) +
+                               f" (test UAR {r['uar']:.1f}, train UAR {r['train_uar']:.1f})")
     return "\n".join(out) + "\n"
 
 
@@ -176,6 +191,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="torch threads (two studies of disjoint seeds can "
                     "share a 2-core machine with 1 each)")
     ap.add_argument("--cache", default="runs/bench-cache")
+    ap.add_argument("--runs", default="runs/study", help="where the engine's run directories go")
+    ap.add_argument("--workers", type=int, default=1, help="DataLoader workers rendering the unlabelled stream")
     ap.add_argument("--out", default="docs/results-synthface.md")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 1 seed, short schedules, 2 variants")
     ap.add_argument("--report-only", action="store_true", help="compute nothing: the report of what is cached")
@@ -188,7 +205,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     recipe = S.Recipe(pretrain_steps=args.pretrain_steps, finetune_steps=args.finetune_steps, batch=args.batch)
     cache = Path(args.cache)
-    tag = f"v2-{args.pretrain_steps}-{args.finetune_steps}-{args.batch}-{args.test_clips}"
+    tag = f"engine-{args.pretrain_steps}-{args.finetune_steps}-{args.batch}-{args.test_clips}"
     results = cache / f"synthface_study-{tag}.jsonl"
     rows = [json.loads(x) for x in results.read_text().splitlines()] if results.is_file() else []
     have = {(r["kind"], r["variant"], r.get("budget"), r["seed"]) for r in rows}
@@ -220,11 +237,15 @@ def main() -> None:
     held_out = cached_clips(cache, f"study-val-64-{key}", lambda: S.render_clips(S.UNLABELLED, "val", 64))
     wild = cached_clips(cache, f"study-wild-64-{key}", lambda: S.render_clips(S.WILD, "val", 64))
     n_stream = recipe.pretrain_steps * recipe.batch
-    say(f"labelled clips ready: pool {len(train['label'])}, test {len(test['label'])}; rendering the "
-        f"{n_stream} unlabelled clips every pretraining run reads (once, shared by all runs)")
-    unlabelled = cached_clips(cache, f"study-stream-{n_stream}-{key}",
-                              lambda: {"video": S.stream_clips(n_stream)})["video"]
-    say("unlabelled clips ready")
+    runs = Path(args.runs).absolute()
+    import logging
+
+    from hi2m.io.weights import load_pretrained
+    from hi2m.train.runner import finetune, pretrain
+
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    say(f"labelled clips ready: pool {len(train['label'])}, test {len(test['label'])}")
     if not all(("probe", "raw pixels", b, sd) in have for b in args.budgets for sd in args.seeds):
         px_train, px_test = S.pixel_features(train), S.pixel_features(test)
         for b in args.budgets:
@@ -234,7 +255,12 @@ def main() -> None:
                 if ("probe", "raw pixels", b, sd) not in have:
                     record({"kind": "probe", "variant": "raw pixels", "budget": b, "seed": sd, "uar": uar, "war": war})
             say(f"raw-pixel logistic regression {b}/class: UAR {uar:.1f}")
-    def run_probes_and_finetunes(variant: str, state, seed: int, ft_budgets) -> None:
+
+    def slug(text: str) -> str:
+        return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+    def run_probes_and_finetunes(variant: str, model_dir, seed: int, ft_budgets) -> None:
+        state = load_pretrained(model_dir).state_dict() if model_dir else None
         f_train, f_test = S.encoder_features(state, train, seed, recipe), S.encoder_features(state, test, seed, recipe)
         for b in args.budgets:
             idx = S.budget_indices(train["label"], b)
@@ -247,12 +273,32 @@ def main() -> None:
         for b in ft_budgets:
             if ("ft", variant, b, seed) not in have:
                 idx = S.budget_indices(train["label"], b)
-                curve_every = recipe.finetune_steps // 5 if b in (min(args.budgets), max(args.budgets)) else 0
-                _, r = S.finetune_clips(state, train, test, idx, seed, recipe, eval_every=curve_every)
-                r.pop("pred")
+                cfg = S.finetune_config(model_dir, b, seed, recipe, runs, f"seed{seed}/ft-{slug(variant)}-{b}",
+                                        pool_size, args.test_clips)
+                run_dir = finetune(cfg, verbose=False)["run_dir"]
+                r = S.metrics_of(run_dir)
+                r = {"uar": r["uar"], "war": r["war"], "curve": S.logged_curve(run_dir, "train/loss"),
+                     "train_uar": train_uar(run_dir, train["frames"][idx], train["label"][idx]),
+                     "run_dir": str(run_dir)}
                 record({"kind": "ft", "variant": variant, "budget": b, "seed": seed, **r})
                 say(f"  fine-tune {variant} {b}/class: UAR {r['uar']:.1f} WAR {r['war']:.1f} "
                     f"(train UAR {r['train_uar']:.1f})")
+
+    def pretrain_variant(name: str, variant: dict, seed: int, steps: int):
+        longer = dataclasses.replace(recipe, pretrain_steps=steps)
+        cfg = S.pretrain_config(variant, seed, longer, runs, f"seed{seed}/pre-{slug(name)}", args.workers,
+                                pool=n_stream)
+        model_dir = Path(cfg.run.dir) / cfg.run.name / "model"
+        if ("pretrain", name, None, seed) in have and (model_dir / "model.safetensors").is_file():
+            return model_dir
+        t = time.perf_counter()
+        out = pretrain(cfg)
+        meas = {**S.pretrain_measurements(load_pretrained(out["model_dir"]), held_out, wild),
+                "curve": S.logged_curve(out["run_dir"], "train/L_R"), "pretrain_s": time.perf_counter() - t}
+        if ("pretrain", name, None, seed) not in have:
+            record({"kind": "pretrain", "variant": name, "budget": None, "seed": seed, "meas": meas})
+        say(f"  {json.dumps({k: round(v, 4) for k, v in meas.items() if k != 'curve'})}")
+        return out["model_dir"]
 
     for seed in args.seeds:
         for variant in ["random init"] + args.variants:
@@ -264,34 +310,21 @@ def main() -> None:
                 needed.add(("pretrain", variant, None, seed))
             if needed <= have:
                 continue
-            state = None
+            model_dir = None
             if variant != "random init":
                 say(f"seed {seed}: pretraining {variant} ({recipe.pretrain_steps} steps)")
-                t = time.perf_counter()
-                model, curve = S.pretrain_stream(VARIANTS[variant], seed, recipe, clips=unlabelled, log=say)
-                meas = {**S.pretrain_measurements(model, held_out, wild), "curve": curve,
-                        "pretrain_s": time.perf_counter() - t}
-                state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                if ("pretrain", variant, None, seed) not in have:
-                    record({"kind": "pretrain", "variant": variant, "budget": None, "seed": seed, "meas": meas})
-                say(f"  {json.dumps({k: round(v, 4) for k, v in meas.items() if k != 'curve'})}")
-            run_probes_and_finetunes(variant, state, seed, ft_budgets)
+                model_dir = pretrain_variant(variant, VARIANTS[variant], seed, recipe.pretrain_steps)
+            run_probes_and_finetunes(variant, model_dir, seed, ft_budgets)
     for steps in args.length_curve:
         name, seed = f"HI2M, {steps} steps", args.seeds[0]
         needed = {("probe", name, b, seed) for b in args.budgets} | {("probe-tokens", name, b, seed) for b in args.budgets}
         needed |= {("ft", name, b, seed) for b in (min(args.budgets), max(args.budgets))} | {("pretrain", name, None, seed)}
         if needed <= have:
             continue
-        longer = dataclasses.replace(recipe, pretrain_steps=steps)
-        say(f"length curve: pretraining HI2M for {steps} steps ({steps * recipe.batch / len(unlabelled):.1f} epochs "
-            f"over the {len(unlabelled)} unlabelled clips)")
-        t = time.perf_counter()
-        model, curve = S.pretrain_stream(VARIANTS["HI2M"], seed, longer, clips=unlabelled, reuse=True, log=say)
-        meas = {**S.pretrain_measurements(model, held_out, wild), "curve": curve, "pretrain_s": time.perf_counter() - t}
-        if ("pretrain", name, None, seed) not in have:
-            record({"kind": "pretrain", "variant": name, "budget": None, "seed": seed, "meas": meas})
-        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        run_probes_and_finetunes(name, state, seed, (min(args.budgets), max(args.budgets)))
+        say(f"length curve: pretraining HI2M for {steps} steps ({steps / recipe.pretrain_steps:.1f} epochs "
+            f"over the {n_stream} unlabelled clips)")
+        model_dir = pretrain_variant(name, VARIANTS["HI2M"], seed, steps)
+        run_probes_and_finetunes(name, model_dir, seed, (min(args.budgets), max(args.budgets)))
     text = report([r for r in rows if r["seed"] in args.seeds], args, recipe)
     print("\n" + text)
     if args.out:

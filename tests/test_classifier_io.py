@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
-from hi2m.interop import CheckpointMismatch
+from hi2m.model.state import CheckpointMismatch
 from hi2m.model import HI2M, HI2MConfig
 from hi2m.model.classifier import VideoClassifier
-from hi2m.model.io import load_pretrained, save_pretrained
+from hi2m.io.weights import load_pretrained, save_pretrained
 
 
 def _cfg(**kw):

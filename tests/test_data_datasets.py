@@ -14,7 +14,7 @@ import torch
 
 from hi2m.data.adapters import DATASETS, build_dataset
 from hi2m.data.errors import LayoutError, SplitFileError
-from hi2m.data.labels import DFER_CLASSES
+from hi2m.labels import DFER_CLASSES
 from hi2m.data.transforms import finetune_transform
 from hi2m.data.writer import index_pattern, read_index_pattern, write_frame_folder, write_video
 

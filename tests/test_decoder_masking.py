@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hi2m import objectives as obj
+from hi2m.model import objectives as obj
 from hi2m.model import HI2M, HI2MConfig
 from hi2m.model.masking import DecodedMask, Mask, decoder_subset, random_visible
 

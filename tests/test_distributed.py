@@ -7,7 +7,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from hi2m import objectives as obj
+from hi2m.model import objectives as obj
 from _dist import free_port, init_gloo
 
 LOSSES = [torch.tensor([0.2, 1.1, 0.4]), torch.tensor([2.5, 0.7])]  # ranks hold different batch sizes

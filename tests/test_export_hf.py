@@ -30,7 +30,7 @@ def clips(cfg, n=3, seed=1):
 
 
 def test_classifier_logits_match_transformers_and_come_back_identical(tmp_path):
-    from hi2m.export_hf import export_transformers, load_transformers
+    from hi2m.io.hf import export_transformers, load_transformers
 
     model = randomised(VideoClassifier(CFG, 7, NAMES))
     report = export_transformers(model, tmp_path / "hf")
@@ -54,7 +54,7 @@ def test_classifier_logits_match_transformers_and_come_back_identical(tmp_path):
 
 
 def test_pretrained_hi2m_decoder_matches_and_reports_what_is_not_carried(tmp_path):
-    from hi2m.export_hf import compare, export_transformers, load_transformers
+    from hi2m.io.hf import compare, export_transformers, load_transformers
 
     model = randomised(HI2M(CFG.replace(mask_type="hrd", target="dual")))
     report = export_transformers(model, tmp_path / "pre")
@@ -70,7 +70,7 @@ def test_pretrained_hi2m_decoder_matches_and_reports_what_is_not_carried(tmp_pat
 
 
 def test_what_transformers_cannot_hold_is_refused(tmp_path):
-    from hi2m.export_hf import export_transformers
+    from hi2m.io.hf import export_transformers
 
     with pytest.raises(ValueError, match="linear-probe"):
         export_transformers(VideoClassifier(CFG, 7, linear_probe=True), tmp_path / "a")
@@ -81,7 +81,7 @@ def test_what_transformers_cannot_hold_is_refused(tmp_path):
 def test_transformers_pipeline_runs_on_a_real_face_video(tmp_path):
     from _media import media
 
-    from hi2m.export_hf import export_transformers
+    from hi2m.io.hf import export_transformers
 
     video = media("single_face.mp4")
     export_transformers(randomised(VideoClassifier(CFG, 7, NAMES)), tmp_path / "hf", check=False)
@@ -94,7 +94,7 @@ def test_transformers_pipeline_runs_on_a_real_face_video(tmp_path):
 def test_model_card_is_filled_from_the_run(tmp_path):
     import yaml
 
-    from hi2m.model_card import write_model_card
+    from hi2m.io.card import write_model_card
 
     run = tmp_path / "run"
     run.mkdir()

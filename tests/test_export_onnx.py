@@ -9,10 +9,10 @@ import torch
 pytest.importorskip("onnx", reason="onnx is not installed")
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
 
-from hi2m.export import export_onnx, run_onnx  # noqa: E402
+from hi2m.io.onnx import export_onnx, run_onnx  # noqa: E402
 from hi2m.model import HI2M, HI2MConfig  # noqa: E402
 from hi2m.model.classifier import VideoClassifier  # noqa: E402
-from hi2m.model.io import save_pretrained  # noqa: E402
+from hi2m.io.weights import save_pretrained  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -173,7 +173,7 @@ def test_fuzz_corpus_through_two_training_epochs(corpus, tmp_path):
 def test_fuzz_corpus_through_predict(corpus, tmp_path):
     from hi2m.model import HI2MConfig
     from hi2m.model.classifier import VideoClassifier
-    from hi2m.model.io import save_pretrained
+    from hi2m.io.weights import save_pretrained
 
     _, mutants = corpus
     model_dir = save_pretrained(VideoClassifier(HI2MConfig.from_name("micro", num_frames=8, image_size=32)),

@@ -14,7 +14,7 @@ import math
 import pytest
 import torch
 
-from hi2m import objectives as obj
+from hi2m.model import objectives as obj
 from hi2m.analysis import hrd_diagnostics, spearman_rows
 from hi2m.model.hrd import importance_distribution, sample_without_replacement
 

@@ -19,7 +19,7 @@ from hi2m.infer.detect import iou
 from hi2m.infer.track import FaceTracker, detect_near, interpolate, square_crop
 from hi2m.model import HI2MConfig
 from hi2m.model.classifier import VideoClassifier
-from hi2m.model.io import load_pretrained, save_pretrained
+from hi2m.io.weights import load_pretrained, save_pretrained
 
 T, S = 8, 32
 

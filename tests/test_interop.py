@@ -5,7 +5,7 @@ import argparse
 import pytest
 import torch
 
-from hi2m.interop import (
+from hi2m.io.videomae import (
     CheckpointMismatch,
     config_from_hf,
     from_hf_videomae,

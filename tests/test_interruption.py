@@ -153,7 +153,7 @@ def test_preemption_signal_checkpoints_exits_75_and_resume_auto_finishes(synth_r
 
 def test_torchrun_two_processes_through_the_hi2m_entry_point(synth_root, tmp_path):
     """The path multi-node users take: torchrun starts the ranks, hi2m's Trainer joins them (gloo)."""
-    from hi2m import objectives as obj
+    from hi2m.model import objectives as obj
 
     cfg = write_cfg(synth_root, tmp_path, "trun", optim={"epochs": 1},
                     trainer={"devices": 2, "strategy": "ddp", "limit_train_batches": 3, "checkpoint_every_n_steps": 0})

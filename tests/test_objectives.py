@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from hi2m import objectives as obj
+from hi2m.model import objectives as obj
 
 
 def _video(B=2, C=3, T=4, H=8, W=12, seed=0):

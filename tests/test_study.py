@@ -89,7 +89,7 @@ def test_configs_encode_the_recipe(tmp_path):
 
 
 def test_stage_runs_through_the_engine_and_measurements_read_the_saved_model(tmp_path):
-    from hi2m.model.io import load_pretrained
+    from hi2m.io.weights import load_pretrained
     from hi2m.train.runner import finetune, pretrain
 
     pre = pretrain(P.pretrain_config(P.HI2M_VARIANT, 0, TINY, tmp_path, "pre", workers=0))

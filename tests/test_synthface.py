@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from hi2m.data.labels import DFER_CLASSES
+from hi2m.labels import DFER_CLASSES
 from hi2m.data.synthface import (
     AU_NAMES,
     PART_IDS,

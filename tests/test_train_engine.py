@@ -181,7 +181,7 @@ def test_nan_losses_are_skipped_then_stop_the_run(synth_root, tmp_path, monkeypa
     with open(tmp_path / "one-nan" / "logs" / "metrics.csv") as f:
         bad = [float(r["train/bad_steps"]) for r in csv.DictReader(f) if r.get("train/bad_steps")]
     assert bad and bad[-1] == 1.0
-    from hi2m.model.io import load_pretrained
+    from hi2m.io.weights import load_pretrained
 
     model = load_pretrained(out["model_dir"])
     assert all(torch.isfinite(p).all() for p in model.parameters())
@@ -197,7 +197,7 @@ def test_nan_losses_are_skipped_then_stop_the_run(synth_root, tmp_path, monkeypa
 
 
 def test_finetune_selects_on_validation_and_evaluate_reproduces(synth_root, tmp_path):
-    from hi2m.model.io import load_pretrained
+    from hi2m.io.weights import load_pretrained
     from hi2m.train.runner import evaluate, finetune, pretrain
 
     pre = pretrain(tiny_cfg(synth_root, tmp_path, run={"name": "pre"}, optim={"epochs": 1}))
@@ -223,7 +223,7 @@ def test_finetune_selects_on_validation_and_evaluate_reproduces(synth_root, tmp_
 
 
 def test_demo_tiny(tmp_path, capsys):
-    from hi2m.model.io import load_pretrained
+    from hi2m.io.weights import load_pretrained
     from hi2m.study.demo import run_demo
 
     out = run_demo(tmp_path / "demo", scale="tiny", budget=3)
@@ -264,7 +264,7 @@ def test_ddp_two_process_pretraining_ranks_agree(synth_root, tmp_path):
 
     import yaml
 
-    from hi2m import objectives as obj
+    from hi2m.model import objectives as obj
 
     cfg = tiny_cfg(synth_root, tmp_path, run={"name": "ddp"}, optim={"epochs": 1},
                    trainer={"devices": 2, "strategy": "ddp", "limit_train_batches": 3})

@@ -14,7 +14,7 @@ pytest.importorskip("sklearn", reason="scikit-learn is not installed (t-SNE)")
 
 from _media import write_video  # noqa: E402
 from hi2m.model import HI2M, HI2MConfig  # noqa: E402
-from hi2m.model.io import load_pretrained, save_pretrained  # noqa: E402
+from hi2m.io.weights import load_pretrained, save_pretrained  # noqa: E402
 from hi2m.viz import plots  # noqa: E402
 from hi2m.viz import run as vrun  # noqa: E402
 

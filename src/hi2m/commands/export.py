@@ -36,15 +36,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_hf(args: argparse.Namespace) -> int:
-    from hi2m.model.io import load_pretrained
+    from hi2m.io.weights import load_pretrained
 
     try:
         import transformers  # noqa: F401
     except ImportError:
         print("hi2m export: error: transformers is not installed (pip install 'hi2m[parity]')", file=sys.stderr)
         return 2
-    from hi2m.export_hf import export_transformers
-    from hi2m.model_card import write_model_card
+    from hi2m.io.hf import export_transformers
+    from hi2m.io.card import write_model_card
 
     src = model_dir(args.hf)
     try:
@@ -73,8 +73,8 @@ def run_hf(args: argparse.Namespace) -> int:
 
 
 def run_onnx(args: argparse.Namespace) -> int:
-    from hi2m.export import export_onnx
-    from hi2m.model.io import load_pretrained
+    from hi2m.io.onnx import export_onnx
+    from hi2m.io.weights import load_pretrained
 
     try:
         import onnx  # noqa: F401

@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from hi2m.infer.predictor import PredictOptions, Predictor
     from hi2m.infer.result import FAILED, ResultWriter, VideoResult
     from hi2m.model.classifier import VideoClassifier
-    from hi2m.model.io import load_pretrained
+    from hi2m.io.weights import load_pretrained
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -44,7 +44,7 @@ _EXPORTS: dict[str, str] = {
     "DATASETS": "hi2m.data.adapters",
     "collate_skip_bad": "hi2m.data.skipping",
     "SkipTracker": "hi2m.data.skipping",
-    "DFER_CLASSES": "hi2m.data.labels",
+    "DFER_CLASSES": "hi2m.labels",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 from hi2m.data.dataset import ClipDataset, ClipRecord
 from hi2m.data.errors import LayoutError
 from hi2m.data.index_cache import load_or_build
-from hi2m.data.labels import DFER_CLASSES
+from hi2m.labels import DFER_CLASSES
 from hi2m.data.splits import (
     BadLineLog,
     is_header,

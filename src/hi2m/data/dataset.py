@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 
 from hi2m.data.boundary import file_boundary
 from hi2m.data.errors import DecodeError
-from hi2m.data.labels import DFER_CLASSES
+from hi2m.labels import DFER_CLASSES
 from hi2m.data.sampling import SHORT_POLICIES, eval_windows, train_windows, window_span
 from hi2m.data.splits import BadLine
 from hi2m.data.transforms import default_transform

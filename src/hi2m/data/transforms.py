@@ -135,21 +135,6 @@ class Resize:
         return f"Resize(size={self.size})"
 
 
-class CenterCrop:
-    """Crop the centre (height, width) region of every frame."""
-
-    def __init__(self, size: int | Sequence[int]) -> None:
-        self.size = _size2(size)
-
-    def __call__(self, clip: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        h, w = self.size
-        height, width = clip.shape[-2:]
-        if h > height or w > width:
-            raise ValueError(f"centre crop {self.size} larger than the {height}x{width} frame")
-        top, left = (height - h) // 2, (width - w) // 2
-        return clip[..., top : top + h, left : left + w]  # (C, T, h, w)
-
-
 class RandomResizedCrop:
     """Crop a random area/aspect-ratio box (same for all frames) and resize it to ``size``."""
 

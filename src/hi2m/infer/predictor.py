@@ -128,7 +128,7 @@ class Predictor:
             if self._onnx is None:  # exported on first use (about a second for `small`)
                 if self.device.type != "cpu":
                     raise ValueError("the onnxruntime backend runs on the CPU: use device 'cpu'")
-                from hi2m.export import OnnxRunner
+                from hi2m.io.onnx import OnnxRunner
 
                 self._onnx = OnnxRunner(self.model)
             return torch.from_numpy(self._onnx(video.numpy())).softmax(dim=-1).numpy()
@@ -363,6 +363,6 @@ def load(model_dir: str | Path, detector: FaceDetector | str = "auto", device: s
     built-in detector's name (``auto``: the best installed, ``mtcnn``, ``haar``) or any object with
     ``detect(rgb_frame) -> list[Box]``.
     """
-    from hi2m.model.io import load_pretrained
+    from hi2m.io.weights import load_pretrained
 
     return Predictor(load_pretrained(model_dir, map_location=device), detector, PredictOptions(**options), device)

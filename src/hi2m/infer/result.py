@@ -148,7 +148,7 @@ class ResultWriter:
                           indent=2) + "\n"
 
     def _write_document(self) -> None:
-        from hi2m.model.io import atomic_write
+        from hi2m.io.files import atomic_write
 
         atomic_write(self.out, lambda tmp: Path(tmp).write_text(self._document()))
 

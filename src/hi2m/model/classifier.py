@@ -7,8 +7,9 @@ from collections.abc import Mapping
 import torch
 import torch.nn as nn
 
-from hi2m.data.labels import DFER_CLASSES
+from hi2m.labels import DFER_CLASSES
 from hi2m.model.config import HI2MConfig
+from hi2m.model.state import load_state_dict_strict
 from hi2m.model.vit import VideoEncoder, init_vit_weights, trunc_normal_
 
 
@@ -74,8 +75,6 @@ class VideoClassifier(nn.Module):
         dropped when this classifier has none (fine-tuning); it is required for linear probing.
         Returns the names of the ignored keys (decoder, policy...) so the caller can report them.
         """
-        from hi2m.interop import load_state_dict_strict
-
         enc = {k[len("encoder."):]: v for k, v in state_dict.items() if k.startswith("encoder.")}
         if not enc:
             enc = dict(state_dict)

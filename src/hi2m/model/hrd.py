@@ -1,7 +1,7 @@
 """Hard Region Discovery: the token-importance policy and its sampler (Sec. 3.3, Eq. 5-6).
 
 The policy only *chooses* tokens; it is trained by the policy-gradient loss of Eq. 7
-(``hi2m.objectives.hrd_loss``), never by the reconstruction loss.
+(``hi2m.model.objectives.hrd_loss``), never by the reconstruction loss.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from hi2m import objectives as obj
+from hi2m.model import objectives as obj
 from hi2m.model.masking import DecodedMask, Mask, MaskGenerator, decoder_subset
 from hi2m.model.config import HI2MConfig
 from hi2m.model.vit import Block, VideoEncoder, gather_tokens, init_vit_weights, sinusoid_table, trunc_normal_

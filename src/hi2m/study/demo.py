@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,10 +27,12 @@ import numpy as np
 from hi2m.study import protocol as P
 
 # pretraining / fine-tuning steps, labelled clips per class, pool and test sizes; "tiny" is for the tests only
+# ("few": the fewest labels, fine-tuned for "few_steps": its 70 clips are memorised by step ~300 of 1000)
 SCALES: dict[str, dict[str, Any]] = {
-    "full": dict(pretrain_steps=2000, finetune_steps=1000, budget=300, few=10, test=350, held_out=64, batch=16),
+    "full": dict(pretrain_steps=2000, finetune_steps=1000, budget=300, few=10, few_steps=300, test=350, held_out=64,
+                 batch=16),
     "quick": dict(pretrain_steps=600, finetune_steps=400, budget=300, few=None, test=210, held_out=32, batch=16),
-    "tiny": dict(pretrain_steps=4, finetune_steps=4, budget=3, few=1, test=14, held_out=4, batch=4),
+    "tiny": dict(pretrain_steps=4, finetune_steps=4, budget=3, few=1, few_steps=4, test=14, held_out=4, batch=4),
 }
 STUDY_RESULTS = "docs/results-synthface.md"
 
@@ -60,7 +63,7 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, seed: int = 0, 
 
     import torch
 
-    from hi2m.model.io import load_pretrained
+    from hi2m.io.weights import load_pretrained
     from hi2m.train.runner import finetune, pretrain
 
     for name in ("lightning.pytorch", "lightning.fabric"):  # the demo prints its own progress lines
@@ -98,24 +101,27 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, seed: int = 0, 
     model_dir = pretrained["model_dir"]
     model = load_pretrained(model_dir)
 
-    say(f"2/4 fine-tuning for {recipe.finetune_steps} steps on {' and '.join(map(str, budgets))} labelled clips per "
-        "class, from the pretrained encoder and from random init")
+    steps = {b: recipe.finetune_steps if b == s["budget"] else s["few_steps"] for b in budgets}
+    say("2/4 fine-tuning on " + " and ".join(f"{b} labelled clips per class ({steps[b]} steps)" for b in budgets) +
+        ", from the pretrained encoder and from random init")
     finetuned: dict[int, dict[str, dict[str, Any]]] = {}
     for b in budgets:
         finetuned[b] = {}
         for name, init, slug in (("HI2M", model_dir, "pretrained"), ("random init", None, "random-init")):
-            cfg = P.finetune_config(init, b, seed, recipe, out, f"finetune-{slug}-{b}", pool, s["test"])
+            cfg = P.finetune_config(init, b, seed, replace(recipe, finetune_steps=steps[b]), out,
+                                    f"finetune-{slug}-{b}", pool, s["test"])
             run = finetune(cfg, verbose=False, extra_callbacks=[
-                Progress(lambda m, n=name, b=b: say(f"  {b}/class, {n}: {m}"), "fine-tuning", recipe.finetune_steps,
+                Progress(lambda m, n=name, b=b: say(f"  {b}/class, {n}: {m}"), "fine-tuning", steps[b],
                          "train/loss", "training loss")])
             finetuned[b][name] = {**P.metrics_of(run["run_dir"]), "run_dir": str(run["run_dir"]),
                                   "curve": P.logged_curve(run["run_dir"], "train/loss")}
             say(f"  {b}/class, {name}: test UAR {finetuned[b][name]['uar']:.1f}, WAR {finetuned[b][name]['war']:.1f}")
 
-    say(f"3/4 linear probes of frozen features at {s['budget']} clips per class; HRD and HSM on held-out clips")
+    probe_budget = min(budgets)  # the fewest labels: where a probe is the paper's question (and quick)
+    say(f"3/4 linear probes of frozen features at {probe_budget} clips per class; HRD and HSM on held-out clips")
     train = P.render_clips(P.LABELLED, "train", pool)
     test = P.render_clips(P.LABELLED, "test", s["test"])
-    idx = P.budget_indices(train["label"], s["budget"])
+    idx = P.budget_indices(train["label"], probe_budget)
     probes = {}
     state = model.state_dict()
     for name, st in (("HI2M", state), ("random init", None)):
@@ -132,7 +138,7 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, seed: int = 0, 
     say("4/4 figures and report")
     pre_curve = P.logged_curve(pretrained["run_dir"], "train/L_R")
     figures = _figures(out, model, held_out, pre_curve, finetuned[s["budget"]])
-    report = format_demo(finetuned, probes, meas, s["budget"], len(test["label"]))
+    report = format_demo(finetuned, steps, probes, meas, probe_budget, len(test["label"]))
     say("done")
     print(report)
     results = {
@@ -141,7 +147,8 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, seed: int = 0, 
         "chance_uar": 100 / P.NUM_CLASSES,
         "finetune": {str(b): {k: {m: v[m] for m in ("uar", "war", "run_dir", "curve")} for k, v in runs.items()}
                      for b, runs in finetuned.items()},
-        "probe_budget_per_class": s["budget"],
+        "finetune_steps": {str(b): n for b, n in steps.items()},
+        "probe_budget_per_class": probe_budget,
         "probe": {k: {"uar": u, "war": w} for k, (u, w) in probes.items()},
         "pretraining": {"steps": recipe.pretrain_steps, "clips": n_clips, "run_dir": str(pretrained["run_dir"]),
                         "curve": pre_curve, **meas},
@@ -157,7 +164,7 @@ def _figures(out: Path, model, held_out: dict[str, np.ndarray], pre_curve, finet
     import torch
 
     from hi2m.analysis import importance
-    from hi2m.data.labels import DFER_CLASSES
+    from hi2m.labels import DFER_CLASSES
     from hi2m.viz.figures import confusion_figure, hrd_figure
     from hi2m.viz.plots import learning_curves_figure
 
@@ -181,7 +188,7 @@ def _figures(out: Path, model, held_out: dict[str, np.ndarray], pre_curve, finet
     return paths
 
 
-def format_demo(finetuned: dict[int, dict[str, dict]], probes: dict[str, tuple[float, float]],
+def format_demo(finetuned: dict[int, dict[str, dict]], steps: dict[int, int], probes: dict[str, tuple[float, float]],
                 meas: dict[str, float], probe_budget: int, n_test: int) -> str:
     """The demo's report: fine-tuning at each budget measured in this run, the probes, what HRD and HSM learned."""
     chance = 100 / P.NUM_CLASSES
@@ -193,6 +200,7 @@ def format_demo(finetuned: dict[int, dict[str, dict]], probes: dict[str, tuple[f
         label = f"fine-tuned, {'HI2M-pretrained' if name == 'HI2M' else name}"
         lines.append(f"{label:36}" + "".join(f" {finetuned[b][name]['uar']:14.1f} {finetuned[b][name]['war']:6.1f}"
                                              for b in budgets))
+    lines.append(f"{'(fine-tuning steps)':36}" + "".join(f" {steps[b]:>21}" for b in budgets))
     gains = ", ".join(f"{finetuned[b]['HI2M']['uar'] - finetuned[b]['random init']['uar']:+.1f} UAR points at "
                       f"{b} clips per class" for b in budgets)
     lines += [f"pretraining gain (fine-tuned, HI2M - random init): {gains}", "",

@@ -131,18 +131,13 @@ def render_clips(synth: dict[str, Any], split: str, count: int) -> dict[str, np.
     (n, T, H, W), label int64 (n,), difficulty float64 (n,) (each clip's ``difficulty_score``).
     Splits are disjoint and balanced over the classes (clip i of a split is the same whatever ``count``
     the other splits have)."""
-    from hi2m.data.synthface import generate_clip, synthface_config
+    from hi2m.data.synthface import synthface_config
+    from hi2m.data.synthface.dataset import render_split
 
-    counts = {f"num_{name}": (count if name == split else 0) for name in ("train", "val", "test")}
-    cfg = synthface_config(**{"seed": 0, **synth, **counts})
-    frames = np.empty((count, cfg.num_frames, cfg.size, cfg.size, 3), np.uint8)
-    region = np.empty((count, cfg.num_frames, cfg.size, cfg.size), bool)
-    label, difficulty = np.empty(count, np.int64), np.empty(count, np.float64)
-    for i in range(count):
-        clip = generate_clip(cfg, split, i)
-        frames[i], region[i] = clip.frames, clip.region_masks
-        label[i], difficulty[i] = clip.label, clip.difficulty["difficulty_score"]
-    return {"frames": frames, "region": region, "label": label, "difficulty": difficulty}
+    clips = render_split(synthface_config(**{"seed": 0, **synth}), split, count)  # shared with the pool dataset
+    return {"frames": np.stack([c.frames for c in clips]), "region": np.stack([c.region_masks for c in clips]),
+            "label": np.asarray([c.label for c in clips], np.int64),
+            "difficulty": np.asarray([c.difficulty["difficulty_score"] for c in clips], np.float64)}
 
 
 def model_input(frames: np.ndarray, cfg=None) -> torch.Tensor:
@@ -177,7 +172,7 @@ def pretrain_measurements(model, held_out: dict[str, np.ndarray], wild: dict[str
       ``hrd_spearman`` = Spearman(P, uniform-mask token loss) per clip, averaged.
     """
     from hi2m.analysis import importance, region_share, spearman_rows, uniform_token_losses
-    from hi2m.objectives import hsm_weights
+    from hi2m.model.objectives import hsm_weights
 
     model.eval()
     gen = torch.Generator().manual_seed(seed)

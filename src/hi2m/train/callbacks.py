@@ -17,7 +17,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     checkpoint intact. They are read back with ``weights_only=True`` (no arbitrary unpickling)."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
-        from hi2m.model.io import atomic_write
+        from hi2m.io.files import atomic_write
 
         atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
 

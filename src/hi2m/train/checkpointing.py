@@ -24,7 +24,6 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader
 
 from hi2m.train.stalls import GuardedLoader
 

@@ -228,6 +228,21 @@ class RunConfig:
         except (ValueError, TypeError) as err:
             raise ConfigError(f"model: {err}") from err
 
+    def save(self, run_dir: str | Path) -> Path:
+        """Write ``<run_dir>/config.yaml`` (atomically): what ``--config`` repeats and ``--resume`` checks."""
+        from hi2m.io.files import atomic_write
+
+        text, path = dump_yaml(self), Path(run_dir) / "config.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+        return path
+
+    def changes_since(self, saved_path: str | Path) -> list[str]:
+        """``key: saved -> now`` lines for the keys a resumed run may not change (see :func:`config_changes`)."""
+        import yaml
+
+        return config_changes(yaml.safe_load(Path(saved_path).read_text()) or {}, self)
+
     def replace(self, **sections: dict[str, Any]) -> "RunConfig":
         """A validated copy with some keys changed: ``cfg.replace(data={"num_frames": 8})``."""
         return RunConfig.from_dict(deep_merge(self.to_dict(), sections))
@@ -348,6 +363,32 @@ def _check_value(key: str, value: Any, hint: Any, meta: Any) -> Any:
         if below is not None and value >= below:
             raise ConfigError(f"{key}: must be < {below:g}, got {value}")
     return value
+
+
+# keys a resumed run may change: how it is run, not what it computes
+RESUME_MAY_CHANGE = ("data.num_workers", "data.max_bad_share", "data.decode_time_limit", "data.loader_timeout",
+                     "trainer.enable_progress_bar", "trainer.log_every_n_steps", "trainer.checkpoint_every_n_steps", "trainer.checkpoint_every_n_minutes", "trainer.keep_checkpoints",
+                     "trainer.max_bad_steps", "run.dir", "run.name")
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def config_changes(saved: "RunConfig | dict[str, Any]", now: "RunConfig") -> list[str]:
+    """Keys whose values differ between a run's saved config and the config it is resumed with, as
+    ``key: saved -> now`` lines (keys in :data:`RESUME_MAY_CHANGE` are allowed to differ). A config saved
+    by an earlier version is read with today's defaults for the keys it lacks."""
+    a, b = _flat(as_config(saved).to_dict()), _flat(now.to_dict())
+    keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k)
+                  and not any(k == m or k.startswith(m + ".") for m in RESUME_MAY_CHANGE))
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys]
 
 
 # ---- loading ---------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from hi2m.train import data as tdata
 from hi2m.train.callbacks import AtomicCheckpointIO, EpochAwareDataset, EpochSampler, Throughput
 from hi2m.train.checkpointing import ResumableLoader, StepCheckpoint, newest_checkpoint
-from hi2m.train.config import ConfigError, RunConfig, absolute_paths, as_config, dump_yaml
+from hi2m.train.config import ConfigError, RunConfig, absolute_paths, as_config
 from hi2m.train.metrics import DistributedEvalSampler, format_report, write_predictions_csv
 from hi2m.train.optim import scaled_lr
 
@@ -36,6 +36,8 @@ log = logging.getLogger("hi2m")
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+warnings.filterwarnings("ignore", message=r".*overridden `transfer_batch_to_device`.*")  # ours: tensors only
+warnings.filterwarnings("ignore", message=r".*`validation_step` but have no `val_dataloader`.*")
 
 
 # ---- run directory ---------------------------------------------------------------------
@@ -43,13 +45,6 @@ warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
 def run_dir_for(cfg: RunConfig, command: str) -> Path:
     name = cfg.run.name or f"{command}-{time.strftime('%Y%m%d-%H%M%S')}"
     return Path(cfg.run.dir) / name
-
-
-def write_run_config(run_dir: Path, cfg: RunConfig) -> None:
-    from hi2m.model.io import atomic_write
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(run_dir / "config.yaml", lambda tmp: Path(tmp).write_text(dump_yaml(cfg)))
 
 
 # ---- loaders -------------------------------------------------------------------------------
@@ -186,32 +181,6 @@ def step_checkpoints(cfg: RunConfig, run_dir: Path) -> StepCheckpoint:
                           every_n_minutes=t.checkpoint_every_n_minutes, keep=t.keep_checkpoints)
 
 
-# keys a resumed run may change: how it is run, not what it computes
-RESUME_MAY_CHANGE = ("data.num_workers", "data.max_bad_share", "data.decode_time_limit", "data.loader_timeout",
-                     "trainer.enable_progress_bar", "trainer.log_every_n_steps", "trainer.checkpoint_every_n_steps", "trainer.checkpoint_every_n_minutes", "trainer.keep_checkpoints",
-                     "trainer.max_bad_steps", "run.dir", "run.name")
-
-
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v:
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def config_changes(saved: RunConfig | dict[str, Any], now: RunConfig) -> list[str]:
-    """Keys whose values differ between a run's saved config and the config it is resumed with, as
-    ``key: saved -> now`` lines (keys in :data:`RESUME_MAY_CHANGE` are allowed to differ). A config saved
-    by an earlier version is read with today's defaults for the keys it lacks."""
-    a, b = _flat(as_config(saved).to_dict()), _flat(now.to_dict())
-    keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k)
-                  and not any(k == m or k.startswith(m + ".") for m in RESUME_MAY_CHANGE))
-    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys]
-
-
 def checkpoints_of(run_dir: Path) -> list[Path]:
     """The checkpoint files a run directory holds (none for a new or empty run)."""
     return list((run_dir / "checkpoints").glob("*.ckpt"))
@@ -256,9 +225,7 @@ def check_resume_config(run_dir: Path, cfg: RunConfig, force: bool) -> None:
     saved_path = run_dir / "config.yaml"
     if not saved_path.is_file():
         return
-    import yaml
-
-    changes = config_changes(yaml.safe_load(saved_path.read_text()), cfg)
+    changes = cfg.changes_since(saved_path)
     if changes and not force:
         raise ConfigError(f"refusing to resume {run_dir} with a changed config (pass --force to resume "
                           "anyway): " + "; ".join(changes))
@@ -268,22 +235,21 @@ def check_resume_config(run_dir: Path, cfg: RunConfig, force: bool) -> None:
 
 def _prepare(cfg: RunConfig, command: str, resume: str | Path | None,
              force: bool = False) -> tuple[Path, Path | None]:
+    """The run directory and the checkpoint to continue from (None: a new run, whose config.yaml is written)."""
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     if resume is not None and str(resume) == "auto":
         found = auto_resume_dir(cfg, command)
         log.info("--resume auto: %s", f"continuing {found}" if found else "no run to continue; starting one")
         resume = found
-    if resume is not None:
-        run_dir = Path(resume).absolute()
-        check_resume_config(run_dir, cfg, force)
-        check_writable(run_dir)
-        return run_dir, newest_checkpoint(run_dir)
-    run_dir = run_dir_for(cfg, command)
-    if checkpoints_of(run_dir):
+    run_dir = Path(resume).absolute() if resume is not None else run_dir_for(cfg, command)
+    if resume is None and checkpoints_of(run_dir):
         raise FileExistsError(f"{run_dir} already holds a run; pass --resume {run_dir} (or --resume auto) to "
                               "continue it, or choose another run.name")
     check_writable(run_dir)
-    write_run_config(run_dir, cfg)
+    if resume is not None:
+        check_resume_config(run_dir, cfg, force)
+        return run_dir, newest_checkpoint(run_dir)
+    cfg.save(run_dir)
     return run_dir, None
 
 
@@ -292,12 +258,12 @@ def _prepare(cfg: RunConfig, command: str, resume: str | Path | None,
 def pretrain(cfg: RunConfig, resume: str | Path | None = None, extra_callbacks=(),
              force: bool = False) -> dict[str, Any]:
     """Pretrain HI2M; returns {run_dir, model_dir, epoch_stats}."""
-    from hi2m.model.io import save_pretrained
+    from hi2m.io.weights import save_pretrained
     from hi2m.train.modules import PretrainModule
 
     cfg = absolute_paths(as_config(cfg))
-    run_dir, ckpt_path = _prepare(cfg, "pretrain", resume, force)
     mcfg = cfg.model_config()
+    run_dir, ckpt_path = _prepare(cfg, "pretrain", resume, force)
     train_set = tdata.pretrain_dataset(cfg, mcfg)
     trainer, _ = build_trainer(cfg, run_dir, monitor=None, extra_callbacks=extra_callbacks,
                                resuming=ckpt_path is not None)
@@ -306,7 +272,7 @@ def pretrain(cfg: RunConfig, resume: str | Path | None = None, extra_callbacks=(
     trainer.fit(module, datamodule=loaders(cfg, train_set), ckpt_path=ckpt_path)
     out = {"run_dir": run_dir, "model_dir": run_dir / "model", "epoch_stats": module.epoch_stats}
     if trainer.is_global_zero:
-        from hi2m.model_card import write_model_card
+        from hi2m.io.card import write_model_card
 
         save_pretrained(module.model, run_dir / "model", metadata={"epochs": trainer.current_epoch,
                                                                    "steps": trainer.global_step})
@@ -323,21 +289,6 @@ def _module(cls, cfg, mcfg, n_train: int, trainer: pl.Trainer, **kw):
 
 # ---- fine-tuning and evaluation ----------------------------------------------------------
 
-def load_pretrained_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """Encoder weights from an hi2m model directory or an original VideoMAE-style .pth."""
-    from hi2m.interop import read_torch_checkpoint, videomae_to_hi2m_state_dict
-
-    path = Path(path)
-    if path.is_dir():
-        from safetensors.torch import load_file
-
-        weights = path / "model.safetensors"
-        if not weights.is_file():
-            raise FileNotFoundError(f"{weights} not found: pass an hi2m model directory or a .pth file")
-        return load_file(str(weights))
-    return videomae_to_hi2m_state_dict(read_torch_checkpoint(path))
-
-
 def _class_names(dataset) -> tuple[str, ...]:
     base = dataset
     while hasattr(base, "dataset"):
@@ -352,7 +303,7 @@ def finetune(cfg: RunConfig, resume: str | Path | None = None, verbose: bool = T
     folds = cfg.finetune.folds
     if folds:
         return _finetune_folds(cfg, folds, resume, force)
-    from hi2m.model.io import save_pretrained
+    from hi2m.io.weights import load_pretrained_weights, save_pretrained
     from hi2m.train.modules import FinetuneModule
 
     run_dir, ckpt_path = _prepare(cfg, "finetune", resume, force)
@@ -387,7 +338,7 @@ def finetune(cfg: RunConfig, resume: str | Path | None = None, verbose: bool = T
     result = _test(trainer, module, cfg, test_set, run_dir, header=notes + [f"model selection: {selected}"],
                    verbose=verbose)
     if trainer.is_global_zero:  # after the test: the card carries its numbers
-        from hi2m.model_card import write_model_card
+        from hi2m.io.card import write_model_card
 
         write_model_card(run_dir / "model", module.model, run_dir, selected=selected)
     return {"run_dir": run_dir, "model_dir": run_dir / "model", "result": result, "selected": selected}
@@ -451,7 +402,7 @@ def _finetune_folds(cfg: RunConfig, folds: list[int], resume: str | Path | None 
                               "continue them, or choose another run.name")
     if resume is not None:
         check_resume_config(base, cfg, force)
-    write_run_config(base, cfg)
+    cfg.save(base)
     results = {}
     for k in folds:
         fold_dir = base / f"fold{k}"
@@ -480,7 +431,7 @@ def _finetune_folds(cfg: RunConfig, folds: list[int], resume: str | Path | None 
 def evaluate(cfg: RunConfig, model_dir: str | Path) -> Any:
     """Evaluate an exported classifier on ``data.test_split`` with multi-view testing."""
     from hi2m.model.classifier import VideoClassifier
-    from hi2m.model.io import load_pretrained
+    from hi2m.io.weights import load_pretrained
     from hi2m.train.modules import FinetuneModule
 
     cfg = absolute_paths(as_config(cfg))
@@ -489,7 +440,7 @@ def evaluate(cfg: RunConfig, model_dir: str | Path) -> Any:
     if not isinstance(model, VideoClassifier):
         raise ValueError(f"{model_dir} holds a pretraining model; evaluate needs a fine-tuned classifier")
     run_dir = run_dir_for(cfg, "evaluate")
-    write_run_config(run_dir, cfg)
+    cfg.save(run_dir)
     cfg = cfg.replace(data={"num_frames": model.cfg.num_frames, "image_size": model.cfg.image_size})
     test_set = tdata.eval_dataset(cfg, model.cfg, cfg.data.test_split)
     trainer, _ = build_trainer(cfg, run_dir, monitor=None)

@@ -232,7 +232,7 @@ def visualize(path: str | Path, out: str | Path | None = None, videos: Sequence[
               seed: int = 0) -> tuple[list[Path], list[str]]:
     """Write every figure ``path`` supports; returns (files written, notes on what was skipped)."""
     from hi2m.model.classifier import VideoClassifier
-    from hi2m.model.io import load_pretrained
+    from hi2m.io.weights import load_pretrained
 
     target = resolve(path)
     if out is None:

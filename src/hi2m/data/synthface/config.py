@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from hi2m.data.labels import DFER_CLASSES
+from hi2m.labels import DFER_CLASSES
 
 SYNTHFACE_VERSION = "synthface-1.0"
 SPLITS: tuple[str, ...] = ("train", "val", "test")

@@ -4,13 +4,15 @@ the demo fine-tune on) and the endless unlabelled stream (:class:`SynthFaceStrea
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from hi2m.data.labels import DFER_CLASSES
+from hi2m.labels import DFER_CLASSES
 from hi2m.data.synthface.config import NUM_CLASSES, SynthFaceConfig, check_split
 from hi2m.data.synthface.render import generate_clip, generate_stream_clip
 
@@ -108,6 +110,15 @@ class SynthFaceStream(Dataset):
         return {"video": video, "label": -1, "index": k, "path": f"synthface-stream:{k}"}
 
 
+@functools.lru_cache(maxsize=4)
+def render_split(config: SynthFaceConfig, split: str, count: int) -> tuple:
+    """The first ``count`` clips of ``split`` (SynthClip each), rendered once per process and kept: several
+    runs of one study or demo read the same pool (the config is frozen, so it is the cache key)."""
+    counts = {f"num_{name}": (count if name == split else 0) for name in ("train", "val", "test")}
+    cfg = dataclasses.replace(config, **counts)
+    return tuple(generate_clip(cfg, split, i) for i in range(count))
+
+
 def budget_indices(labels: np.ndarray, per_class: int) -> np.ndarray:
     """The first ``per_class`` clips of every class, sorted (nested: a larger budget holds the smaller)."""
     picks = [np.flatnonzero(labels == c)[:per_class] for c in range(NUM_CLASSES)]
@@ -142,9 +153,7 @@ class SynthFacePool(Dataset):
         self.repeat = int(repeat)
         self.config, self.split, self.train, self.seed, self.epoch = config, split, train, int(seed), 0
         self.transform = transform
-        counts = {f"num_{name}": (count if name == split else 0) for name in ("train", "val", "test")}
-        cfg = SynthFaceConfig(**{**config.__dict__, **counts})
-        clips = [generate_clip(cfg, split, i) for i in range(count)]
+        clips = render_split(config, split, count)
         labels = np.asarray([c.label for c in clips], dtype=np.int64)  # (count,)
         self.pool_index = budget_indices(labels, per_class) if per_class else np.arange(count)
         self.frames = [clips[k].frames for k in self.pool_index]  # each uint8 (T, H, W, 3)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from hi2m.data.labels import DFER_CLASSES
+from hi2m.labels import DFER_CLASSES
 from hi2m.data.synthface.config import (
     SynthFaceConfig,
     check_split,

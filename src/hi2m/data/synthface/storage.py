@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from hi2m.data.labels import DFER_CLASSES
+from hi2m.labels import DFER_CLASSES
 from hi2m.data.synthface.config import SPLITS, SynthFaceConfig, check_split, synthface_config
 from hi2m.data.synthface.face import PART_IDS
 from hi2m.data.synthface.render import SynthClip, generate_clip
@@ -289,9 +289,3 @@ def load_occlusion(root: str | os.PathLike, split: str, index: int) -> np.ndarra
     check_split(split)
     with np.load(Path(root) / mask_relpath(split, index), allow_pickle=False) as data:
         return data["occlusion"]
-
-
-def read_split_csv(root: str | os.PathLike, split: str) -> list[tuple[str, str]]:
-    """(path, label name) pairs of ``<split>.csv``."""
-    with open(Path(root) / f"{split}.csv", newline="", encoding="utf-8") as f:
-        return [(row["path"], row["label"]) for row in csv.DictReader(f)]

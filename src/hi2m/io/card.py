@@ -119,18 +119,18 @@ def model_card(model, run_dir: str | Path | None = None, selected: str | None = 
                   'print(pipe("face_video.mp4"))' if classifier else "", "```", "",
                   "The video processor samples frames uniformly over the clip and resizes whole frames; hi2m's "
                   "`predict` detects and crops the face first, which is what the model saw in training.",
-                  "`hi2m.export_hf.load_transformers(folder)` turns this folder back into an hi2m model."]
+                  "`hi2m.io.hf.load_transformers(folder)` turns this folder back into an hi2m model."]
     else:
         lines += ["```bash", "hi2m predict --model path/to/this/folder face_video.mp4" if classifier else
                   "hi2m finetune -c configs/finetune_dfew.yaml finetune.pretrained=path/to/this/folder", "```",
                   "```python", "import hi2m", "predictor = hi2m.load('path/to/this/folder')" if classifier else
-                  "from hi2m.model.io import load_pretrained; model = load_pretrained('path/to/this/folder')", "```"]
+                  "from hi2m.io.weights import load_pretrained; model = load_pretrained('path/to/this/folder')", "```"]
     return "\n".join(lines) + "\n"
 
 
 def write_model_card(directory: str | Path, model, run_dir: str | Path | None = None, **kwargs) -> Path:
     """Write ``directory/README.md`` (atomically)."""
-    from hi2m.model.io import atomic_write
+    from hi2m.io.files import atomic_write
 
     path = Path(directory) / "README.md"
     text = model_card(model, run_dir, **kwargs)

@@ -61,7 +61,7 @@ def hf_config(cfg, task: str, class_names: tuple[str, ...] = ()):
 
 
 def hi2m_to_hf_state_dict(sd: dict[str, torch.Tensor], prefix: str = "videomae.") -> dict[str, torch.Tensor]:
-    """hi2m names -> transformers VideoMAE names (the inverse of ``hi2m.interop.hf_to_hi2m_state_dict``):
+    """hi2m names -> transformers VideoMAE names (the inverse of ``hi2m.io.videomae.hf_to_hi2m_state_dict``):
     fused q/k/v split into query / key / value (key without bias), ``encoder.`` under ``prefix``."""
     out: dict[str, torch.Tensor] = {}
     for key, value in sd.items():
@@ -187,7 +187,8 @@ def load_transformers(directory: str | Path):
 
     import transformers
 
-    from hi2m.interop import config_from_hf, hf_to_hi2m_state_dict, load_state_dict_strict
+    from hi2m.io.videomae import config_from_hf, hf_to_hi2m_state_dict
+    from hi2m.model.state import load_state_dict_strict
     from hi2m.model.classifier import VideoClassifier
     from hi2m.model.mae import HI2M
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,29 +12,13 @@ import torch.nn as nn
 from hi2m.model.classifier import VideoClassifier
 from hi2m.model.config import HI2MConfig
 from hi2m.model.mae import HI2M
+from hi2m.model.state import load_state_dict_strict
+from hi2m.io.files import atomic_write
 
 FORMAT = "hi2m"
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-
-
-def atomic_write(path: str | Path, write) -> None:
-    """Call ``write(tmp_path)`` on a temporary file in the same folder, then rename it over ``path``.
-
-    A crash leaves either the old file or the new one, never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def describe(model: nn.Module) -> dict[str, Any]:
@@ -97,7 +79,6 @@ def load_pretrained(directory: str | Path, map_location: str | torch.device = "c
     """Rebuild a model saved by ``save_pretrained``; every weight must match (strict)."""
     from safetensors.torch import load_file
 
-    from hi2m.interop import load_state_dict_strict
 
     directory = Path(directory)
     config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
@@ -112,3 +93,18 @@ def load_pretrained(directory: str | Path, map_location: str | torch.device = "c
     load_state_dict_strict(model, load_file(str(weights_path), device=str(map_location)), source=str(weights_path))
     model.metadata = description.get("metadata", {})
     return model.eval()
+
+
+def load_pretrained_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """Encoder weights from an hi2m model directory or an original VideoMAE-style .pth."""
+    from hi2m.io.videomae import read_torch_checkpoint, videomae_to_hi2m_state_dict
+
+    path = Path(path)
+    if path.is_dir():
+        from safetensors.torch import load_file
+
+        weights = path / "model.safetensors"
+        if not weights.is_file():
+            raise FileNotFoundError(f"{weights} not found: pass an hi2m model directory or a .pth file")
+        return load_file(str(weights))
+    return videomae_to_hi2m_state_dict(read_torch_checkpoint(path))

@@ -17,10 +17,7 @@ import torch
 
 from hi2m.model.config import HI2MConfig
 from hi2m.model.mae import HI2M
-
-
-class CheckpointMismatch(ValueError):
-    """Raised when a checkpoint's keys do not match the model's."""
+from hi2m.model.state import CheckpointMismatch, load_state_dict_strict
 
 
 # ---- transformers ------------------------------------------------------------------------
@@ -186,33 +183,3 @@ def load_videomae_checkpoint(path: str | Path, config: HI2MConfig) -> HI2M:
     has_decoder = any(k.startswith("decoder.") for k in converted)
     load_state_dict_strict(model, converted, only_prefixes=None if has_decoder else ("encoder.",), source=str(path))
     return model
-
-
-# ---- shared strict loader ---------------------------------------------------------------
-
-def load_state_dict_strict(
-    model: torch.nn.Module,
-    sd: Mapping[str, torch.Tensor],
-    only_prefixes: tuple[str, ...] | None = None,
-    source: str = "checkpoint",
-) -> None:
-    """Copy ``sd`` into ``model``; every model key (under ``only_prefixes``, if given) must be present with
-    the right shape and no key may be left over. Raises CheckpointMismatch listing all offenders."""
-    own = model.state_dict()
-    wanted = {k for k in own if only_prefixes is None or k.startswith(only_prefixes)}
-    missing = sorted(wanted - set(sd))
-    unexpected = sorted(set(sd) - set(own))
-    shapes = sorted(f"{k}: {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}" for k in set(sd) & set(own)
-                    if sd[k].shape != own[k].shape)
-    if missing or unexpected or shapes:
-        lines = [f"{source} does not match the model:"]
-        if missing:
-            lines.append(f"  missing ({len(missing)}): " + ", ".join(missing))
-        if unexpected:
-            lines.append(f"  unexpected ({len(unexpected)}): " + ", ".join(unexpected))
-        if shapes:
-            lines.append(f"  wrong shape ({len(shapes)}): " + "; ".join(shapes))
-        raise CheckpointMismatch("\n".join(lines))
-    with torch.no_grad():
-        for k, v in sd.items():
-            own[k].copy_(v)
