@@ -292,7 +292,12 @@ def main() -> None:
         if ("pretrain", name, None, seed) in have and (model_dir / "model.safetensors").is_file():
             return model_dir
         t = time.perf_counter()
-        out = pretrain(cfg)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(max(1, threads - args.workers))  # the rendering workers need cores of their own
+        try:
+            out = pretrain(cfg)
+        finally:
+            torch.set_num_threads(threads)
         meas = {**S.pretrain_measurements(load_pretrained(out["model_dir"]), held_out, wild),
                 "curve": S.logged_curve(out["run_dir"], "train/L_R"), "pretrain_s": time.perf_counter() - t}
         if ("pretrain", name, None, seed) not in have:

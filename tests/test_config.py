@@ -60,14 +60,32 @@ def workdir(tmp_path_factory):
     return d
 
 
-@pytest.mark.parametrize("args,expected", BAD, ids=[" ".join(a) for a, _ in BAD])
-def test_a_bad_configuration_is_one_line_naming_the_key_and_exit_2(workdir, args, expected):
-    proc = subprocess.run([HI2M, "pretrain", *args], capture_output=True, text=True, cwd=workdir, timeout=120)
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+# every other case runs through the installed command (a process each, ~1.5 s); the rest in-process
+THROUGH_THE_COMMAND = BAD[::2] + BAD[1:2]
+
+
+def _check_one_line(rc: int, stderr: str, expected: str, workdir: Path) -> None:
+    assert rc == 2, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
     assert lines[0].startswith("hi2m pretrain: error: ") and expected in lines[0], lines[0]
     assert not (workdir / "runs").exists()  # nothing started
+
+
+@pytest.mark.parametrize("args,expected", THROUGH_THE_COMMAND, ids=[" ".join(a) for a, _ in THROUGH_THE_COMMAND])
+def test_a_bad_configuration_is_one_line_naming_the_key_and_exit_2(workdir, args, expected):
+    proc = subprocess.run([HI2M, "pretrain", *args], capture_output=True, text=True, cwd=workdir, timeout=120)
+    _check_one_line(proc.returncode, proc.stderr, expected, workdir)
+
+
+def test_every_bad_configuration_in_process(workdir, capsys, monkeypatch):
+    from hi2m.cli import main
+
+    assert len(THROUGH_THE_COMMAND) >= 15
+    monkeypatch.chdir(workdir)
+    for args, expected in BAD:
+        rc = main(["pretrain", *args])
+        _check_one_line(rc, capsys.readouterr().err, expected, workdir)
 
 
 def test_every_command_that_reads_a_config_says_the_same(workdir):

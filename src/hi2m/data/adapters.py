@@ -355,24 +355,30 @@ def synthface_stream(
     DataLoader workers, nothing on disk (``root`` and ``split`` are unused); ``clips_per_epoch`` new clips
     every epoch, or a finite set of ``pool`` clips. ``synthface`` holds the generator's options
     (``preset: voxceleb2`` ...). The model's ``num_frames`` must equal ``synthface.num_frames``."""
-    from hi2m.data.synthface import synthface_config
     from hi2m.data.synthface.dataset import SynthFaceStream
+
+    options.pop("train", None)
+    config = _in_memory_synthface("synthface-stream", synthface, options)
+    return SynthFaceStream(config, clips_per_epoch, transform, pool=pool, repeats=repeats, seed=seed)
+
+
+def _in_memory_synthface(name: str, synthface: dict[str, Any] | None, options: dict[str, Any]):
+    """The SynthFace config of an in-memory dataset: the engine's decoding options do not apply (nothing
+    is decoded; every clip is the model's length), ``data.num_frames`` must match, nothing else is known."""
+    from hi2m.data.synthface import synthface_config
 
     opts = dict(synthface or {})
     num_frames = options.pop("num_frames", None)
-    options.pop("stride", None)
-    options.pop("train", None)
-    options.pop("time_limit", None)  # rendered in memory: nothing to decode
-    options.pop("num_windows", None)  # each clip is the model's length: one window
+    for key in ("stride", "time_limit", "num_windows"):
+        options.pop(key, None)
     if num_frames is not None:
         opts.setdefault("num_frames", num_frames)
         if opts["num_frames"] != num_frames:
-            raise ValueError(f"synthface-stream: data.num_frames={num_frames} but synthface.num_frames="
-                             f"{opts['num_frames']}; the stream renders exactly the frames the model sees")
+            raise ValueError(f"{name}: data.num_frames={num_frames} but synthface.num_frames="
+                             f"{opts['num_frames']}; it renders exactly the frames the model sees")
     if options:
-        raise ValueError(f"synthface-stream: unknown option(s) {sorted(options)}")
-    return SynthFaceStream(synthface_config(**opts), clips_per_epoch, transform, pool=pool, repeats=repeats,
-                           seed=seed)
+        raise ValueError(f"{name}: unknown option(s) {sorted(options)}")
+    return synthface_config(**opts)
 
 
 @register_dataset("synthface-pool")
@@ -393,22 +399,12 @@ def synthface_pool(
     ``repeat`` times per epoch; nothing on disk (``root`` is unused). ``count``, ``per_class`` and ``repeat``
     take one value or one per split (``{train: 2100, test: 350}``). ``synthface`` holds the generator's
     options (``preset: voxceleb2`` ...)."""
-    from hi2m.data.synthface import synthface_config
     from hi2m.data.synthface.dataset import SynthFacePool
 
     def of_split(value: Any, default: Any) -> Any:
         return value.get(split, default) if isinstance(value, dict) else value
 
-    opts = dict(synthface or {})
-    num_frames = options.pop("num_frames", None)
-    for key in ("stride", "time_limit", "num_windows", "repeats"):
-        options.pop(key, None)
-    if num_frames is not None:
-        opts.setdefault("num_frames", num_frames)
-        if opts["num_frames"] != num_frames:
-            raise ValueError(f"synthface-pool: data.num_frames={num_frames} but synthface.num_frames="
-                             f"{opts['num_frames']}; the pool renders exactly the frames the model sees")
-    if options:
-        raise ValueError(f"synthface-pool: unknown option(s) {sorted(options)}")
-    return SynthFacePool(synthface_config(**opts), split, of_split(count, 2100), of_split(per_class, None),
-                         transform, train=train, seed=seed, repeat=of_split(repeat, 1))
+    options.pop("repeats", None)  # repeated sampling is a pretraining option
+    config = _in_memory_synthface("synthface-pool", synthface, options)
+    return SynthFacePool(config, split, of_split(count, 2100), of_split(per_class, None), transform, train=train,
+                         seed=seed, repeat=of_split(repeat, 1))

@@ -24,15 +24,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from hi2m.data.transforms import EvalViews
-
 from hi2m.data.boundary import file_boundary
 from hi2m.data.errors import DecodeError
+from hi2m.data.transforms import EvalViews
 from hi2m.infer.detect import Box, FaceDetector, iou
 from hi2m.infer.detectors import make_detector
 from hi2m.infer.frames import SequentialVideo
 from hi2m.infer.result import NO_FACE, OK, PARTIAL, VideoResult, WindowPrediction
 from hi2m.infer.track import FaceTracker, detect_near, interpolate, square_crop
+from hi2m.io.onnx import OnnxRunner
+from hi2m.io.weights import load_pretrained
+from hi2m.model.classifier import VideoClassifier
 
 
 @dataclass
@@ -86,8 +88,6 @@ class Predictor:
 
     def __init__(self, model: torch.nn.Module, detector: FaceDetector | str | None = None,
                  options: PredictOptions | None = None, device: str | torch.device = "cpu") -> None:
-        from hi2m.model.classifier import VideoClassifier
-
         self.model = model.to(device).eval()
         self.device = torch.device(device)
         self.cfg = model.cfg
@@ -128,7 +128,6 @@ class Predictor:
             if self._onnx is None:  # exported on first use (about a second for `small`)
                 if self.device.type != "cpu":
                     raise ValueError("the onnxruntime backend runs on the CPU: use device 'cpu'")
-                from hi2m.io.onnx import OnnxRunner
 
                 self._onnx = OnnxRunner(self.model)
             return torch.from_numpy(self._onnx(video.numpy())).softmax(dim=-1).numpy()
@@ -363,6 +362,4 @@ def load(model_dir: str | Path, detector: FaceDetector | str = "auto", device: s
     built-in detector's name (``auto``: the best installed, ``mtcnn``, ``haar``) or any object with
     ``detect(rgb_frame) -> list[Box]``.
     """
-    from hi2m.io.weights import load_pretrained
-
     return Predictor(load_pretrained(model_dir, map_location=device), detector, PredictOptions(**options), device)

@@ -11,6 +11,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from hi2m.io.files import atomic_write
+
 # Per-video status values.
 OK = "ok"  # every window had a face
 PARTIAL = "partial"  # some windows had no face (reported with face = false), or decoding broke partway
@@ -148,8 +150,6 @@ class ResultWriter:
                           indent=2) + "\n"
 
     def _write_document(self) -> None:
-        from hi2m.io.files import atomic_write
-
         atomic_write(self.out, lambda tmp: Path(tmp).write_text(self._document()))
 
     def add(self, result: VideoResult) -> None:

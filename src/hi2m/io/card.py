@@ -8,6 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hi2m.io.files import atomic_write
+from hi2m.model.classifier import VideoClassifier
+
 LIMITS = """## Intended use and limits
 
 - **Expressions, not emotions.** The model labels the *visible facial expression* of a face video with one
@@ -50,8 +53,6 @@ def _pct(x, digits: int) -> str:
 def model_card(model, run_dir: str | Path | None = None, selected: str | None = None,
                library: str = "hi2m", architecture: str | None = None) -> str:
     """The card's text for ``model`` (a VideoClassifier or an HI2M), with what ``run_dir`` holds."""
-    from hi2m.model.classifier import VideoClassifier
-
     run = Path(run_dir) if run_dir else None
     cfg = _read_yaml(run / "config.yaml") if run else None
     metrics = _read_json(run / "metrics.json") if run else None
@@ -130,8 +131,6 @@ def model_card(model, run_dir: str | Path | None = None, selected: str | None = 
 
 def write_model_card(directory: str | Path, model, run_dir: str | Path | None = None, **kwargs) -> Path:
     """Write ``directory/README.md`` (atomically)."""
-    from hi2m.io.files import atomic_write
-
     path = Path(directory) / "README.md"
     text = model_card(model, run_dir, **kwargs)
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))

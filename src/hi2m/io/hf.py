@@ -24,6 +24,12 @@ from typing import Any
 
 import torch
 
+from hi2m.io.videomae import config_from_hf, hf_to_hi2m_state_dict
+from hi2m.model.classifier import VideoClassifier
+from hi2m.model.mae import HI2M
+from hi2m.model.masking import Mask, tube_visible
+from hi2m.model.state import load_state_dict_strict
+
 _BLOCK = {"norm1": "layernorm_before", "norm2": "layernorm_after", "attn.proj": "attention.output.dense",
           "mlp.fc1": "intermediate.dense", "mlp.fc2": "output.dense"}
 
@@ -96,8 +102,6 @@ def export_transformers(model, out: str | Path, check: bool = True, seed: int = 
     reload it with transformers and compare its outputs with hi2m's on random clips."""
     import transformers
 
-    from hi2m.model.classifier import VideoClassifier
-    from hi2m.model.mae import HI2M
 
     out = Path(out)
     cfg = model.cfg
@@ -162,7 +166,6 @@ def compare(model, directory: Path, seed: int = 0, batch: int = 2) -> float:
     logits for a classifier, the decoder's normalised-pixel prediction for a pretrained model (same mask)."""
     import transformers
 
-    from hi2m.model.classifier import VideoClassifier
 
     cfg = model.cfg
     g = torch.Generator().manual_seed(seed)
@@ -171,7 +174,6 @@ def compare(model, directory: Path, seed: int = 0, batch: int = 2) -> float:
     if isinstance(model, VideoClassifier):
         hf = transformers.VideoMAEForVideoClassification.from_pretrained(directory).eval()
         return float((hf(pixel_values=video.transpose(1, 2)).logits - model(video)).abs().max())
-    from hi2m.model.masking import Mask, tube_visible
 
     hf = transformers.VideoMAEForPreTraining.from_pretrained(directory).eval()
     mask = Mask.from_visible(tube_visible(batch, cfg.grid, cfg.mask_ratio, g), cfg.num_tokens)
@@ -187,10 +189,6 @@ def load_transformers(directory: str | Path):
 
     import transformers
 
-    from hi2m.io.videomae import config_from_hf, hf_to_hi2m_state_dict
-    from hi2m.model.state import load_state_dict_strict
-    from hi2m.model.classifier import VideoClassifier
-    from hi2m.model.mae import HI2M
 
     directory = Path(directory)
     config = transformers.AutoConfig.from_pretrained(directory)

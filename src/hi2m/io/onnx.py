@@ -17,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from hi2m.model.classifier import VideoClassifier
+
 MIN_OPSET = 17
 
 
@@ -50,8 +52,6 @@ def export_onnx(model: nn.Module, out: str | Path, opset: int = MIN_OPSET, check
     """Export ``model`` (a :class:`VideoClassifier`) to ``out``; with ``check``, run the file with
     onnxruntime on a random batch of ``check_batch`` clips (a batch size other than the traced one,
     to exercise the dynamic axis) and report the max abs difference to PyTorch."""
-    from hi2m.model.classifier import VideoClassifier
-
     if not isinstance(model, VideoClassifier):
         raise TypeError(f"ONNX export needs a fine-tuned VideoClassifier, got {type(model).__name__}")
     if opset < MIN_OPSET:

@@ -19,7 +19,6 @@ from hi2m.model.config import HI2MConfig
 from hi2m.model.mae import HI2M
 from hi2m.model.state import CheckpointMismatch, load_state_dict_strict
 
-
 # ---- transformers ------------------------------------------------------------------------
 
 def config_from_hf(hf_config: Any, **overrides: Any) -> HI2MConfig:

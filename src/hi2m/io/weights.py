@@ -9,11 +9,12 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from hi2m.io.files import atomic_write
+from hi2m.io.videomae import read_torch_checkpoint, videomae_to_hi2m_state_dict
 from hi2m.model.classifier import VideoClassifier
 from hi2m.model.config import HI2MConfig
 from hi2m.model.mae import HI2M
 from hi2m.model.state import load_state_dict_strict
-from hi2m.io.files import atomic_write
 
 FORMAT = "hi2m"
 FORMAT_VERSION = 1
@@ -97,8 +98,6 @@ def load_pretrained(directory: str | Path, map_location: str | torch.device = "c
 
 def load_pretrained_weights(path: str | Path) -> dict[str, torch.Tensor]:
     """Encoder weights from an hi2m model directory or an original VideoMAE-style .pth."""
-    from hi2m.io.videomae import read_torch_checkpoint, videomae_to_hi2m_state_dict
-
     path = Path(path)
     if path.is_dir():
         from safetensors.torch import load_file

@@ -24,7 +24,13 @@ from typing import Any, Callable
 import lightning.pytorch as pl
 import numpy as np
 
+from hi2m.analysis import importance
+from hi2m.io.weights import load_pretrained
+from hi2m.labels import DFER_CLASSES
 from hi2m.study import protocol as P
+from hi2m.train.runner import finetune, pretrain
+from hi2m.viz.figures import confusion_figure, hrd_figure
+from hi2m.viz.plots import learning_curves_figure
 
 # pretraining / fine-tuning steps, labelled clips per class, pool and test sizes; "tiny" is for the tests only
 # ("few": the fewest labels, fine-tuned for "few_steps": its 70 clips are memorised by step ~300 of 1000)
@@ -63,8 +69,6 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, seed: int = 0, 
 
     import torch
 
-    from hi2m.io.weights import load_pretrained
-    from hi2m.train.runner import finetune, pretrain
 
     for name in ("lightning.pytorch", "lightning.fabric"):  # the demo prints its own progress lines
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -163,10 +167,6 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, seed: int = 0, 
 def _figures(out: Path, model, held_out: dict[str, np.ndarray], pre_curve, finetuned: dict[str, dict]) -> list[Path]:
     import torch
 
-    from hi2m.analysis import importance
-    from hi2m.labels import DFER_CLASSES
-    from hi2m.viz.figures import confusion_figure, hrd_figure
-    from hi2m.viz.plots import learning_curves_figure
 
     fig_dir = out / "figures"
     video = P.model_input(held_out["frames"][:1], model.cfg)  # (1, C, T, H, W)

@@ -23,9 +23,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from hi2m.data.synthface.dataset import budget_indices  # noqa: F401 - the study's budgets, re-exported
+from hi2m.analysis import importance, region_share, spearman_rows, uniform_token_losses
+from hi2m.data.synthface import synthface_config
+from hi2m.data.synthface.dataset import (
+    budget_indices,  # noqa: F401 - the study's budgets, re-exported
+    render_split,
+)
 from hi2m.data.transforms import EvalViews
+from hi2m.model import HI2MConfig
+from hi2m.model.objectives import hsm_weights
+from hi2m.model.vit import VideoEncoder
 from hi2m.train.config import DEFAULTS, RunConfig, deep_merge
+from hi2m.train.metrics import ConfusionMatrix
 
 FRAMES, SIZE = 8, 32
 MODEL: dict[str, Any] = dict(patch_size=8, tubelet_size=2, embed_dim=128, depth=4, num_heads=4, decoder_dim=64,
@@ -131,9 +140,6 @@ def render_clips(synth: dict[str, Any], split: str, count: int) -> dict[str, np.
     (n, T, H, W), label int64 (n,), difficulty float64 (n,) (each clip's ``difficulty_score``).
     Splits are disjoint and balanced over the classes (clip i of a split is the same whatever ``count``
     the other splits have)."""
-    from hi2m.data.synthface import synthface_config
-    from hi2m.data.synthface.dataset import render_split
-
     clips = render_split(synthface_config(**{"seed": 0, **synth}), split, count)  # shared with the pool dataset
     return {"frames": np.stack([c.frames for c in clips]), "region": np.stack([c.region_masks for c in clips]),
             "label": np.asarray([c.label for c in clips], np.int64),
@@ -149,8 +155,6 @@ def model_input(frames: np.ndarray, cfg=None) -> torch.Tensor:
 
 def uar_war(pred: np.ndarray, target: np.ndarray) -> tuple[float, float]:
     """UAR (mean of per-class recalls over the classes present) and WAR, in %, the engine's definition."""
-    from hi2m.train.metrics import ConfusionMatrix
-
     matrix = ConfusionMatrix(NUM_CLASSES)
     matrix.update(torch.as_tensor(pred), torch.as_tensor(target))
     result = matrix.compute()
@@ -171,9 +175,6 @@ def pretrain_measurements(model, held_out: dict[str, np.ndarray], wild: dict[str
     - HRD models: ``region_ratio`` = P-mass on the expression regions / their area share (1 = uniform),
       ``hrd_spearman`` = Spearman(P, uniform-mask token loss) per clip, averaged.
     """
-    from hi2m.analysis import importance, region_share, spearman_rows, uniform_token_losses
-    from hi2m.model.objectives import hsm_weights
-
     model.eval()
     gen = torch.Generator().manual_seed(seed)
 
@@ -202,9 +203,6 @@ def encoder_features(encoder_state: dict[str, torch.Tensor] | None, data: dict[s
     mean-pooled, (n, D), the paper's linear-probe input; ``tokens`` = all tokens concatenated in grid
     order, (n, N x D), which keeps where each token sits (a local expression cue survives).
     ``encoder_state``: a pretraining model's state dict (None: random init from ``seed``)."""
-    from hi2m.model import HI2MConfig
-    from hi2m.model.vit import VideoEncoder
-
     torch.manual_seed(seed)
     cfg = HI2MConfig.from_name("micro", num_frames=FRAMES, image_size=SIZE, **recipe.model)
     encoder = VideoEncoder(cfg)

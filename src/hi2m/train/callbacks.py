@@ -11,14 +11,14 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch.utils.data import Dataset, Sampler, Subset, get_worker_info
 
+from hi2m.io.files import atomic_write
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Checkpoints are written to a temporary file and renamed: a crash mid-write leaves the previous
     checkpoint intact. They are read back with ``weights_only=True`` (no arbitrary unpickling)."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
-        from hi2m.io.files import atomic_write
-
         atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
 
     def load_checkpoint(self, path, map_location: Any | None = None, weights_only: bool | None = None) -> dict:

@@ -7,12 +7,12 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, Subset
 
+from hi2m.data.adapters import build_dataset
+from hi2m.data.transforms import EvalViews, finetune_transform, pretrain_transform
 from hi2m.train.config import RunConfig
 
 
 def _dataset(cfg: RunConfig, split: str, train: bool, transform, **extra: Any):
-    from hi2m.data.adapters import build_dataset
-
     d = cfg.data
     options = dict(d.options)
     options.setdefault("time_limit", d.decode_time_limit)
@@ -24,8 +24,6 @@ def _dataset(cfg: RunConfig, split: str, train: bool, transform, **extra: Any):
 
 
 def pretrain_dataset(cfg: RunConfig, model_cfg) -> Dataset:
-    from hi2m.data.transforms import pretrain_transform
-
     d = cfg.data
     transform = pretrain_transform(d.image_size, crop_box=d.crop_box, scales=d.crop_scales, mean=model_cfg.pixel_mean,
                                    std=model_cfg.pixel_std)
@@ -34,8 +32,6 @@ def pretrain_dataset(cfg: RunConfig, model_cfg) -> Dataset:
 
 def finetune_datasets(cfg: RunConfig, model_cfg) -> tuple[Dataset, Dataset | None, str]:
     """(train, validation or None, how the validation set was made)."""
-    from hi2m.data.transforms import finetune_transform
-
     d, f = cfg.data, cfg.finetune
     ra = tuple(f.rand_augment) if f.rand_augment else None
     scale = tuple(f.crop_scale) if f.crop_scale is not None else None
@@ -54,7 +50,6 @@ def finetune_datasets(cfg: RunConfig, model_cfg) -> tuple[Dataset, Dataset | Non
 
 def eval_dataset(cfg: RunConfig, model_cfg, split: str) -> Dataset:
     d = cfg.data
-    from hi2m.data.transforms import EvalViews
 
     views = EvalViews(d.image_size, d.spatial_views, model_cfg.pixel_mean, model_cfg.pixel_std)
     return _dataset(cfg, split, False, views, num_windows=d.temporal_views)

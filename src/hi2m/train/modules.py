@@ -13,14 +13,27 @@ import lightning.pytorch as pl
 import torch
 import torch.distributed as dist
 
+from hi2m.analysis import hrd_diagnostics
 from hi2m.data.errors import TooManyBadFilesError
 from hi2m.data.skipping import SkipTracker
-from hi2m.train.config import RunConfig
+from hi2m.io.files import atomic_write
 from hi2m.model import HI2M
 from hi2m.model.classifier import VideoClassifier
+from hi2m.model.compiled import compile_blocks
+from hi2m.train.checkpointing import gather_per_rank, rng_states, set_rng_states
+from hi2m.train.config import RunConfig
 from hi2m.train.metrics import ConfusionMatrix
-from hi2m.train.mixup import Mixup, label_smoothing_cross_entropy, soft_target_cross_entropy
-from hi2m.train.optim import GroupRule, WarmupCosine, build_adamw, clip_grad_norm_and_check
+from hi2m.train.mixup import (
+    Mixup,
+    label_smoothing_cross_entropy,
+    soft_target_cross_entropy,
+)
+from hi2m.train.optim import (
+    GroupRule,
+    WarmupCosine,
+    build_adamw,
+    clip_grad_norm_and_check,
+)
 
 log = logging.getLogger("hi2m")
 
@@ -54,8 +67,6 @@ class _Base(pl.LightningModule):
     def _maybe_compile(self) -> None:
         """``model.compile: true``: torch.compile the blocks and the policy in place (same state dict)."""
         if self.run_cfg.model.compile:
-            from hi2m.model.compiled import compile_blocks
-
             compile_blocks(self.model)
 
     # ---- optimiser and schedule ------------------------------------------------------------
@@ -117,8 +128,6 @@ class _Base(pl.LightningModule):
 
     def _record_skipped(self, stage: str, skipped: list[dict[str, Any]]) -> None:
         """Every rank's skipped clips, listed by rank 0 in ``<run dir>/skipped_files.csv``."""
-        from hi2m.train.checkpointing import gather_per_rank
-
         everyone = [b for part in gather_per_rank(list(skipped)) for b in part]
         if self.trainer.is_global_zero:
             append_skipped(Path(self.trainer.default_root_dir) / "skipped_files.csv", self.current_epoch, stage,
@@ -138,8 +147,6 @@ class _Base(pl.LightningModule):
         self.log("train/bad_steps", float(self.bad_steps_total))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        from hi2m.train.checkpointing import gather_per_rank, rng_states
-
         checkpoint["hi2m_counters"] = {
             "bad_steps_total": self.bad_steps_total,
             "overflow_steps": self.overflow_steps,
@@ -165,8 +172,6 @@ class _Base(pl.LightningModule):
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         pending = getattr(self, "_pending_rng", None)
         if pending is not None:
-            from hi2m.train.checkpointing import set_rng_states
-
             set_rng_states(pending)
             self._pending_rng = None
         self.schedule.apply(self._raw_optimizer(), self.global_step)
@@ -197,8 +202,6 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def _write_csv(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> None:
-    from hi2m.io.files import atomic_write
-
     def write(tmp):
         with open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=fields)
@@ -293,8 +296,6 @@ class PretrainModule(_Base):
     def _hrd_diagnostics(self, out) -> dict[str, float]:
         """Entropy, KL to uniform, Spearman(P, token loss), loss CV, visible-set overlap (hi2m.analysis);
         the overlap's two extra draws use their own generator, so the run's random streams are untouched."""
-        from hi2m.analysis import hrd_diagnostics
-
         gen = torch.Generator(device=self.device).manual_seed(
             step_seed(self.run_cfg.seed, self.global_step, self.global_rank) ^ 0x5EED)
         return hrd_diagnostics(out.mask.log_probs, out.mask.masked, out.token_loss, out.mask.visible.shape[1], gen)

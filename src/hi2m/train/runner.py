@@ -24,12 +24,28 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader
 
+from hi2m.data.skipping import collate_skip_bad
+from hi2m.io.card import write_model_card
+from hi2m.io.weights import load_pretrained, load_pretrained_weights, save_pretrained
+from hi2m.model.classifier import VideoClassifier
 from hi2m.train import data as tdata
-from hi2m.train.callbacks import AtomicCheckpointIO, EpochAwareDataset, EpochSampler, Throughput
+from hi2m.train.callbacks import (
+    AtomicCheckpointIO,
+    EpochAwareDataset,
+    EpochSampler,
+    Throughput,
+)
 from hi2m.train.checkpointing import ResumableLoader, StepCheckpoint, newest_checkpoint
 from hi2m.train.config import ConfigError, RunConfig, absolute_paths, as_config
-from hi2m.train.metrics import DistributedEvalSampler, format_report, write_predictions_csv
+from hi2m.train.metrics import (
+    ConfusionMatrix,
+    DistributedEvalSampler,
+    format_report,
+    write_predictions_csv,
+)
+from hi2m.train.modules import FinetuneModule, PretrainModule
 from hi2m.train.optim import scaled_lr
+from hi2m.train.stalls import GuardedLoader, read_quarantine
 
 log = logging.getLogger("hi2m")
 # Lightning's own deprecation chatter and advice that does not apply to these runs
@@ -58,9 +74,6 @@ class Loaders(pl.LightningDataModule):
         self.cfg, self.train_set, self.val_set, self.test_set = cfg, train, val, test
 
     def _loader(self, dataset, train: bool) -> DataLoader:
-        from hi2m.data.skipping import collate_skip_bad
-        from hi2m.train.stalls import GuardedLoader, read_quarantine
-
         t, d = self.trainer, self.cfg.data
         world, rank = (t.world_size, t.global_rank) if t is not None else (1, 0)
         if train:
@@ -258,9 +271,6 @@ def _prepare(cfg: RunConfig, command: str, resume: str | Path | None,
 def pretrain(cfg: RunConfig, resume: str | Path | None = None, extra_callbacks=(),
              force: bool = False) -> dict[str, Any]:
     """Pretrain HI2M; returns {run_dir, model_dir, epoch_stats}."""
-    from hi2m.io.weights import save_pretrained
-    from hi2m.train.modules import PretrainModule
-
     cfg = absolute_paths(as_config(cfg))
     mcfg = cfg.model_config()
     run_dir, ckpt_path = _prepare(cfg, "pretrain", resume, force)
@@ -272,8 +282,6 @@ def pretrain(cfg: RunConfig, resume: str | Path | None = None, extra_callbacks=(
     trainer.fit(module, datamodule=loaders(cfg, train_set), ckpt_path=ckpt_path)
     out = {"run_dir": run_dir, "model_dir": run_dir / "model", "epoch_stats": module.epoch_stats}
     if trainer.is_global_zero:
-        from hi2m.io.card import write_model_card
-
         save_pretrained(module.model, run_dir / "model", metadata={"epochs": trainer.current_epoch,
                                                                    "steps": trainer.global_step})
         write_model_card(run_dir / "model", module.model, run_dir)
@@ -303,8 +311,6 @@ def finetune(cfg: RunConfig, resume: str | Path | None = None, verbose: bool = T
     folds = cfg.finetune.folds
     if folds:
         return _finetune_folds(cfg, folds, resume, force)
-    from hi2m.io.weights import load_pretrained_weights, save_pretrained
-    from hi2m.train.modules import FinetuneModule
 
     run_dir, ckpt_path = _prepare(cfg, "finetune", resume, force)
     f = cfg.finetune
@@ -338,7 +344,6 @@ def finetune(cfg: RunConfig, resume: str | Path | None = None, verbose: bool = T
     result = _test(trainer, module, cfg, test_set, run_dir, header=notes + [f"model selection: {selected}"],
                    verbose=verbose)
     if trainer.is_global_zero:  # after the test: the card carries its numbers
-        from hi2m.io.card import write_model_card
 
         write_model_card(run_dir / "model", module.model, run_dir, selected=selected)
     return {"run_dir": run_dir, "model_dir": run_dir / "model", "result": result, "selected": selected}
@@ -383,7 +388,6 @@ def _fold_finished(fold_dir: Path):
     metrics, model = fold_dir / "metrics.json", fold_dir / "model" / "config.json"
     if not (metrics.is_file() and model.is_file()):
         return None
-    from hi2m.train.metrics import ConfusionMatrix
 
     confusion = torch.tensor(json.loads(metrics.read_text())["confusion"], dtype=torch.long)  # (K, K)
     matrix = ConfusionMatrix(confusion.shape[0])
@@ -430,10 +434,6 @@ def _finetune_folds(cfg: RunConfig, folds: list[int], resume: str | Path | None 
 
 def evaluate(cfg: RunConfig, model_dir: str | Path) -> Any:
     """Evaluate an exported classifier on ``data.test_split`` with multi-view testing."""
-    from hi2m.model.classifier import VideoClassifier
-    from hi2m.io.weights import load_pretrained
-    from hi2m.train.modules import FinetuneModule
-
     cfg = absolute_paths(as_config(cfg))
     model_dir = Path(model_dir).absolute()
     model = load_pretrained(model_dir)

@@ -18,6 +18,25 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from hi2m.analysis import importance
+from hi2m.data.boundary import file_boundary
+from hi2m.data.sampling import eval_windows
+from hi2m.data.transforms import EvalViews
+from hi2m.data.video import open_clip_source, read_windows
+from hi2m.io.weights import load_pretrained
+from hi2m.model.classifier import VideoClassifier
+from hi2m.train.config import as_config
+from hi2m.train.data import eval_dataset
+from hi2m.viz.figures import confusion_figure, hrd_figure
+from hi2m.viz.plots import (
+    hrd_health_figure,
+    hsm_figure,
+    loss_stats_figure,
+    loss_stats_table,
+    tsne_embedding,
+    tsne_figure,
+)
+
 
 @dataclass
 class Target:
@@ -52,12 +71,6 @@ def resolve(path: str | Path) -> Target:
 
 def load_video_clips(paths: Sequence[str | Path], cfg, stride: int, windows: int = 1) -> torch.Tensor:
     """``windows`` evenly spaced windows of each video (looped if short), normalised: (B, K, C, T, S, S)."""
-    from hi2m.data.boundary import file_boundary
-    from hi2m.data.sampling import eval_windows
-    from hi2m.data.video import open_clip_source, read_windows
-
-    from hi2m.data.transforms import EvalViews
-
     transform = EvalViews(cfg.image_size, 1, cfg.pixel_mean, cfg.pixel_std)
     out = []
     for path in paths:
@@ -71,9 +84,6 @@ def run_clips(config: dict[str, Any], split_key: str, limit: int, model_cfg, win
     """The first ``limit`` readable clips of a run's dataset split (``data.<split_key>``), read by the engine's
     evaluation dataset (the one evaluation transform; files, frame folders or in-memory SynthFace alike):
     (names, labels, videos (B, V, C, T, S, S)) with V = ``windows`` x the run's spatial views."""
-    from hi2m.train.config import as_config
-    from hi2m.train.data import eval_dataset
-
     cfg = as_config(config).replace(data={"num_frames": model_cfg.num_frames, "image_size": model_cfg.image_size,
                                           "temporal_views": windows})
     dataset = eval_dataset(cfg, model_cfg, getattr(cfg.data, split_key))
@@ -104,8 +114,6 @@ def unnormalise(video: torch.Tensor, cfg) -> torch.Tensor:
 @torch.no_grad()
 def hrd_maps(model, video: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """HRD importance P and one visible-token draw from it, both (B, T', H', W') (visible as bool)."""
-    from hi2m.analysis import importance
-
     probs = importance(model, video)  # (B, N)
     g = torch.Generator().manual_seed(seed)
     _, mask = model.draw_mask(video, g)
@@ -116,9 +124,6 @@ def hrd_maps(model, video: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, t
 
 def pretraining_figures(model, clips: torch.Tensor, names: Sequence[str], out: Path, seed: int = 0) -> list[Path]:
     """HRD figure per clip (HRD models only) and one HSM figure for the batch. clips (B, C, T, S, S)."""
-    from hi2m.viz.figures import hrd_figure
-    from hi2m.viz.plots import hsm_figure
-
     cfg = model.cfg
     written = []
     if cfg.mask_type == "hrd":
@@ -150,9 +155,6 @@ def pooled_features(model, videos: torch.Tensor, batch: int = 8) -> np.ndarray:
 
 
 def finetuning_figures(model, run_dir: Path, config: dict[str, Any], out: Path, max_clips: int = 300) -> list[Path]:
-    from hi2m.viz.figures import confusion_figure
-    from hi2m.viz.plots import tsne_embedding, tsne_figure
-
     written = []
     metrics = run_dir / "metrics.json"
     names = list(model.class_names)
@@ -187,8 +189,6 @@ def read_loss_stats(run_dir: Path) -> list[dict[str, float]]:
 
 
 def loss_figures(run_dir: Path, out: Path) -> list[Path]:
-    from hi2m.viz.plots import loss_stats_figure, loss_stats_table
-
     rows = read_loss_stats(run_dir)
     if not rows:
         return []
@@ -215,8 +215,6 @@ def read_hrd_health(run_dir: Path) -> list[dict[str, float]]:
 
 
 def hrd_health_figures(run_dir: Path, out: Path) -> list[Path]:
-    from hi2m.viz.plots import hrd_health_figure
-
     rows = read_hrd_health(run_dir)
     if not rows:
         return []
@@ -231,9 +229,6 @@ def hrd_health_figures(run_dir: Path, out: Path) -> list[Path]:
 def visualize(path: str | Path, out: str | Path | None = None, videos: Sequence[str] = (), num_clips: int = 6,
               seed: int = 0) -> tuple[list[Path], list[str]]:
     """Write every figure ``path`` supports; returns (files written, notes on what was skipped)."""
-    from hi2m.model.classifier import VideoClassifier
-    from hi2m.io.weights import load_pretrained
-
     target = resolve(path)
     if out is None:
         base = target.run_dir or target.model_dir
