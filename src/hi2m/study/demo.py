@@ -33,12 +33,15 @@ from hi2m.viz.figures import confusion_figure, hrd_figure
 from hi2m.viz.plots import learning_curves_figure
 
 # pretraining / fine-tuning steps, labelled clips per class, pool and test sizes; "tiny" is for the tests only
-# ("few": the fewest labels, fine-tuned for "few_steps": its 70 clips are memorised by step ~300 of 1000)
+# ("few": the fewest labels, fine-tuned for "few_steps": its 70 clips are memorised by step ~300 of 1000;
+# "probe": labelled clips per class of the linear probes -- the fewest labels, the paper's question, and quick)
 SCALES: dict[str, dict[str, Any]] = {
-    "full": dict(pretrain_steps=2000, finetune_steps=1000, budget=300, few=10, few_steps=300, test=350, held_out=64,
-                 batch=16),
-    "quick": dict(pretrain_steps=600, finetune_steps=400, budget=300, few=None, test=210, held_out=32, batch=16),
-    "tiny": dict(pretrain_steps=4, finetune_steps=4, budget=3, few=1, few_steps=4, test=14, held_out=4, batch=4),
+    "full": dict(pretrain_steps=2000, finetune_steps=1000, budget=300, few=10, few_steps=300, probe=10, test=350,
+                 held_out=64, batch=16),
+    "quick": dict(pretrain_steps=600, finetune_steps=300, budget=300, few=None, probe=10, test=210, held_out=32,
+                  batch=16),
+    "tiny": dict(pretrain_steps=4, finetune_steps=4, budget=3, few=1, few_steps=4, probe=1, test=14, held_out=4,
+                 batch=4),
 }
 STUDY_RESULTS = "docs/results-synthface.md"
 
@@ -121,7 +124,7 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, seed: int = 0, 
                                   "curve": P.logged_curve(run["run_dir"], "train/loss")}
             say(f"  {b}/class, {name}: test UAR {finetuned[b][name]['uar']:.1f}, WAR {finetuned[b][name]['war']:.1f}")
 
-    probe_budget = min(budgets)  # the fewest labels: where a probe is the paper's question (and quick)
+    probe_budget = min(s["probe"], s["budget"])
     say(f"3/4 linear probes of frozen features at {probe_budget} clips per class; HRD and HSM on held-out clips")
     train = P.render_clips(P.LABELLED, "train", pool)
     test = P.render_clips(P.LABELLED, "test", s["test"])
