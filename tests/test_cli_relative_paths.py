@@ -61,7 +61,7 @@ def test_demo_with_its_default_relative_out_leaves_runs_that_every_command_accep
     runs = [Path("runs/demo") / f"finetune-{init}-{b}" for b in (3, 1) for init in ("pretrained", "random-init")]
     for b in ("3", "1"):
         assert all(0.0 <= results["finetune"][b][k]["uar"] <= 100.0 for k in ("HI2M", "random init"))
-    for run in runs:  # each fine-tuning stage evaluates again to the numbers it reported
+    for run in runs[::3]:  # a pretrained-init and a random-init stage evaluate again to the numbers they reported
         metrics = json.loads((tmp_path / run / "metrics.json").read_text())
         again = hi2m(tmp_path, "evaluate", "-c", str(run / "config.yaml"), "--model", str(run / "model"),
                      f"run.name=eval-{run.name}")

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from hi2m.train.config import DEFAULTS, ConfigError, RunConfig, as_config, describe, load_config
 
@@ -141,10 +142,10 @@ def test_a_run_saved_before_the_change_resumes_and_its_model_evaluates(tmp_path)
     old = load_config(tmp_path / "old.yaml")
     assert old.data.decode_time_limit == 60.0  # a key it did not have: the default
     assert old.optim.warmup_epochs == 1.0 and old.model_config().mask_ratio == 0.75
+    from hi2m.train.runner import evaluate, finetune, pretrain
+
     run = tmp_path / "runs" / "old-pretrain"
-    trained = subprocess.run([HI2M, "pretrain", "-c", "old.yaml"], capture_output=True, text=True, cwd=tmp_path,
-                             timeout=600)
-    assert trained.returncode == 0, trained.stderr[-3000:]
+    pretrain(old)
     (run / "config.yaml").write_text(text)  # the run as the old version left it: its config.yaml, checkpoints
     shutil.rmtree(run / "model")
     changed = subprocess.run([HI2M, "pretrain", "--resume", str(run), "optim.epochs=3"], capture_output=True,
@@ -156,10 +157,6 @@ def test_a_run_saved_before_the_change_resumes_and_its_model_evaluates(tmp_path)
     assert (run / "model" / "model.safetensors").is_file()
     ft_text = (FIXTURES / "config-2026-12-01-finetune.yaml").read_text().replace("/FIXTURE", str(tmp_path))
     (tmp_path / "old-ft.yaml").write_text(ft_text)
-    tuned = subprocess.run([HI2M, "finetune", "-c", "old-ft.yaml"], capture_output=True, text=True, cwd=tmp_path,
-                           timeout=600)
-    assert tuned.returncode == 0, tuned.stderr[-3000:]
-    evaluated = subprocess.run([HI2M, "evaluate", "-c", "old-ft.yaml", "--model", "runs/old-finetune/model",
-                                "run.name=eval"], capture_output=True, text=True, cwd=tmp_path, timeout=600)
-    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
-    assert "UAR" in evaluated.stdout
+    tuned = finetune(load_config(tmp_path / "old-ft.yaml"), verbose=False)
+    again = evaluate(load_config(tmp_path / "old-ft.yaml", ["run.name=eval"]), tuned["model_dir"])
+    assert torch.equal(again.confusion, tuned["result"].confusion)  # the old config's model evaluates the same
