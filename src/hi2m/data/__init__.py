@@ -11,8 +11,7 @@ Main entry points::
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from hi2m.lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     # errors
@@ -48,16 +47,4 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'hi2m.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports("hi2m.data", _EXPORTS, globals())

@@ -6,8 +6,7 @@ does not load torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from hi2m.lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "ENCODER_SIZES": "hi2m.model.config",
@@ -18,16 +17,4 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'hi2m.model' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports("hi2m.model", _EXPORTS, globals())
