@@ -28,11 +28,11 @@ from torch.utils.data import Dataset
 
 from hi2m.data.boundary import file_boundary
 from hi2m.data.errors import DecodeError
-from hi2m.labels import DFER_CLASSES
 from hi2m.data.sampling import SHORT_POLICIES, eval_windows, train_windows, window_span
 from hi2m.data.splits import BadLine
 from hi2m.data.transforms import default_transform
 from hi2m.data.video import open_clip_source, read_windows
+from hi2m.labels import DFER_CLASSES
 
 
 @dataclass(frozen=True)
@@ -123,10 +123,7 @@ class ClipDataset(Dataset):
         self.epoch = epoch
 
     def _generator(self, index: int) -> torch.Generator | None:
-        if self.seed is None:
-            return None
-        mixed = (self.seed * 0x9E3779B1 + self.epoch * 0x85EBCA6B + index * 0xC2B2AE35) % (2**63)
-        return torch.Generator().manual_seed(mixed)
+        return None if self.seed is None else item_generator(self.seed, self.epoch, index)
 
     def windows(self, num_available: int, generator: torch.Generator | None = None) -> list:
         """The index windows an item reads from a clip of ``num_available`` frames."""
@@ -156,6 +153,12 @@ class ClipDataset(Dataset):
         except ValueError as err:  # e.g. a crop box that does not fit this clip's frame size
             size = "x".join(str(s) for s in clip.shape[1:3])
             raise DecodeError(path, f"transform failed on {size} frames ({err})", kind="transform") from err
+
+
+def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:
+    """The random stream of one training item: the same for (seed, epoch, index) in any process."""
+    mixed = (seed * 0x9E3779B1 + epoch * 0x85EBCA6B + index * 0xC2B2AE35) % (2**63)
+    return torch.Generator().manual_seed(mixed)
 
 
 def bad_item(err: DecodeError, index: int, path: str) -> dict[str, Any]:

@@ -149,6 +149,14 @@ class FrameFolderSource(_SourceBase):
         return np.stack([loaded[int(i)] for i in idx])  # (T, H, W, 3)
 
 
+def ffmpeg_errors() -> tuple[type[BaseException], ...]:
+    """The exception types through which PyAV reports data FFmpeg cannot read (a ``DecodeError``, kind
+    ``decode``); anything else is left to :func:`~hi2m.data.boundary.file_boundary` (kind ``unexpected``)."""
+    import av
+
+    return (av.error.FFmpegError, OSError, ValueError, RuntimeError)
+
+
 def open_video_stream(path: str, threads: int, thread_type: str = "AUTO") -> tuple[Any, Any]:
     """Open ``path`` with PyAV and return (container, first video stream) with the decoder's threads set.
 
@@ -176,7 +184,7 @@ def open_video_stream(path: str, threads: int, thread_type: str = "AUTO") -> tup
     except Exception as err:
         if container is not None:
             container.close()
-        if isinstance(err, (av.error.FFmpegError, OSError)):
+        if isinstance(err, ffmpeg_errors()):
             raise DecodeError(path, f"cannot open as a video ({err})") from err
         raise
 
@@ -200,9 +208,12 @@ class VideoFileSource(_SourceBase):
         except DecodeError:
             self.close()
             raise
-        except Exception as err:
+        except ffmpeg_errors() as err:
             self.close()
-            raise DecodeError(self.path, f"cannot index the video ({type(err).__name__}: {err})") from err
+            raise DecodeError(self.path, f"cannot open as a video ({err})") from err
+        except BaseException:
+            self.close()
+            raise
 
     # -- opening and indexing -------------------------------------------------------
     def _open(self) -> None:
@@ -278,7 +289,6 @@ class VideoFileSource(_SourceBase):
 
     # -- reading ----------------------------------------------------------------------
     def read(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
-        import av
 
         idx = self._check_indices(indices)  # (T,)
         wanted = [int(i) for i in np.unique(idx)]
@@ -293,7 +303,7 @@ class VideoFileSource(_SourceBase):
                     self._decode_segment(segment, frames)
         except DecodeError:
             raise
-        except (av.error.FFmpegError, OSError, ValueError, RuntimeError) as err:
+        except ffmpeg_errors() as err:
             raise DecodeError(self.path, f"decoding failed ({err})") from err
         missing = [i for i in wanted if i not in frames]
         if missing:

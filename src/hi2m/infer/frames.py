@@ -15,7 +15,7 @@ import numpy as np
 
 from hi2m.data.boundary import check_time, paused
 from hi2m.data.errors import DecodeError
-from hi2m.data.video import open_video_stream
+from hi2m.data.video import ffmpeg_errors, open_video_stream
 
 DEFAULT_FPS = 30.0  # used only when a stream declares no frame rate
 
@@ -78,7 +78,6 @@ class SequentialVideo:
         decoded frame; only frames whose index is a multiple of ``stride`` are converted (others: None).
         Inside a :func:`~hi2m.data.boundary.file_boundary`, only the time spent decoding counts against its
         limit (the clock stops while the caller holds a frame)."""
-        import av
 
         first_time: float | None = None
         index = 0
@@ -102,7 +101,7 @@ class SequentialVideo:
                 with paused():
                     yield index, t - first_time, rgb
                 index += 1
-        except (av.error.FFmpegError, OSError, ValueError, RuntimeError) as err:
+        except ffmpeg_errors() as err:
             raise DecodeError(self.path, f"decoding failed after {index} frames ({err})") from err
         if index == 0:
             raise DecodeError(self.path, "video stream has no decodable frame")

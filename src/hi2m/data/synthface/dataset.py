@@ -12,9 +12,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from hi2m.labels import DFER_CLASSES
+from hi2m.data.dataset import item_generator
 from hi2m.data.synthface.config import NUM_CLASSES, SynthFaceConfig, check_split
 from hi2m.data.synthface.render import generate_clip, generate_stream_clip
+from hi2m.labels import DFER_CLASSES
 
 
 def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
@@ -126,12 +127,6 @@ def budget_indices(labels: np.ndarray, per_class: int) -> np.ndarray:
     if short:
         raise ValueError(f"the labelled pool has fewer than {per_class} clips of classes {short}")
     return np.sort(np.concatenate(picks))
-
-
-def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:
-    """The random stream of one training item: the same for (seed, epoch, index) in any process."""
-    mixed = (seed * 0x9E3779B1 + epoch * 0x85EBCA6B + index * 0xC2B2AE35) % (2**63)
-    return torch.Generator().manual_seed(mixed)
 
 
 class SynthFacePool(Dataset):
