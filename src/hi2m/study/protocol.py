@@ -74,11 +74,17 @@ class Recipe:
     probe_c: float = 1.0  # inverse L2 strength of the linear probe's logistic regression
     model: dict[str, Any] = field(default_factory=lambda: dict(MODEL))
     finetune_epoch: int = 2048  # clips per fine-tuning epoch: a small budget's pool is listed several times
+    frames: int = FRAMES  # clip geometry of every stage: frames per clip and square frame size
+    size: int = SIZE
+
+    def synthface(self, preset: dict[str, Any]) -> dict[str, Any]:
+        """A SynthFace preset (``UNLABELLED``, ``LABELLED``, ``WILD``) at this recipe's geometry."""
+        return {**preset, "num_frames": self.frames, "size": self.size}
 
 
-def _run_config(out: Path, name: str, seed: int, changes: dict[str, Any]) -> RunConfig:
+def _run_config(out: Path, name: str, seed: int, recipe: Recipe, changes: dict[str, Any]) -> RunConfig:
     base = {"seed": seed, "run": {"dir": str(out), "name": name},
-            "data": {"root": str(out), "num_frames": FRAMES, "image_size": SIZE},
+            "data": {"root": str(out), "num_frames": recipe.frames, "image_size": recipe.size},
             "trainer": {"devices": 1, "enable_progress_bar": False, "checkpoint_every_n_minutes": 0.0,
                         "checkpoint_every_n_steps": 0}}
     return RunConfig.from_dict(deep_merge(deep_merge(DEFAULTS, base), changes))
@@ -95,10 +101,10 @@ def pretrain_config(variant: dict[str, Any], seed: int, recipe: Recipe, out: Pat
     per_epoch = pool if pool else steps * batch
     epochs = math.ceil(steps * batch / per_epoch)
     spe = per_epoch // batch
-    return _run_config(out, name, seed, {
+    return _run_config(out, name, seed, recipe, {
         "model": {"size": "micro", **recipe.model, **variant},
         "data": {"dataset": "synthface-stream", "batch_size": batch, "num_workers": workers, "crop_scales": [1.0],
-                 "options": {"synthface": {**UNLABELLED, "seed": 1000 + seed}, "clips_per_epoch": per_epoch,
+                 "options": {"synthface": {**recipe.synthface(UNLABELLED), "seed": 1000 + seed}, "clips_per_epoch": per_epoch,
                              "pool": pool}},
         "optim": {"base_lr": recipe.pretrain_lr, "lr_scaling": "none", "min_lr": 1e-5, "weight_decay": 0.05,
                   "betas": [0.9, 0.95], "epochs": epochs, "warmup_epochs": max(steps // 20, 1) / spe},
@@ -117,11 +123,11 @@ def finetune_config(pretrained: str | Path | None, budget: int, seed: int, recip
     n_train = budget * NUM_CLASSES
     repeat = max(1, round(recipe.finetune_epoch / n_train))
     spe = n_train * repeat // batch
-    return _run_config(out, name, seed, {
+    return _run_config(out, name, seed, recipe, {
         "model": {"size": "micro", **recipe.model},
         "data": {"dataset": "synthface-pool", "batch_size": batch, "num_workers": 0, "temporal_views": 1,
                  "spatial_views": 1,
-                 "options": {"synthface": {**LABELLED, "seed": 0}, "count": {"train": pool, "test": test_clips},
+                 "options": {"synthface": {**recipe.synthface(LABELLED), "seed": 0}, "count": {"train": pool, "test": test_clips},
                              "per_class": {"train": budget}, "repeat": {"train": repeat}}},
         "optim": {"base_lr": recipe.finetune_lr, "lr_scaling": "none", "min_lr": 1e-6, "weight_decay": 0.05,
                   "betas": [0.9, 0.999], "epochs": math.ceil(steps / spe), "warmup_epochs": max(steps // 10, 1) / spe,
@@ -204,7 +210,8 @@ def encoder_features(encoder_state: dict[str, torch.Tensor] | None, data: dict[s
     order, (n, N x D), which keeps where each token sits (a local expression cue survives).
     ``encoder_state``: a pretraining model's state dict (None: random init from ``seed``)."""
     torch.manual_seed(seed)
-    cfg = HI2MConfig.from_name("micro", num_frames=FRAMES, image_size=SIZE, **recipe.model)
+    model = dict(recipe.model)
+    cfg = HI2MConfig.from_name(model.pop("size", "micro"), num_frames=recipe.frames, image_size=recipe.size, **model)
     encoder = VideoEncoder(cfg)
     if encoder_state is not None:
         encoder.load_state_dict({k[len("encoder."):]: v for k, v in encoder_state.items() if k.startswith("encoder.")})
