@@ -29,7 +29,7 @@ def test_classifier_shapes_and_pooling():
 def test_load_pretrained_encoder_into_classifier():
     pre = HI2M(_cfg())
     clf = VideoClassifier(_cfg())
-    ignored = clf.load_encoder(pre.state_dict())
+    ignored = clf.load_encoder(pre.state_dict()).left_out
     assert "encoder.norm.weight" in ignored and "decoder.head.weight" in ignored
     torch.testing.assert_close(clf.encoder.blocks[1].attn.qkv.weight, pre.encoder.blocks[1].attn.qkv.weight)
     video = torch.randn(1, 3, 4, 32, 32)

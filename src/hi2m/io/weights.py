@@ -96,14 +96,53 @@ def load_pretrained(directory: str | Path, map_location: str | torch.device = "c
     return model.eval()
 
 
-def load_pretrained_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """Encoder weights from an hi2m model directory or an original VideoMAE-style .pth."""
+def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """The weights of a warm-start source, in hi2m's names; nothing is ever unpickled.
+
+    - an hi2m model directory (``config.json`` with ``format: hi2m``, ``model.safetensors``);
+    - a transformers VideoMAE folder (``save_pretrained`` layout: ``config.json`` with
+      ``model_type: videomae``; ``VideoMAEModel``, ``...ForPreTraining`` or ``...ForVideoClassification``),
+      weights from ``model.safetensors`` (sharded too) or ``pytorch_model.bin`` read with ``weights_only=True``;
+    - an original VideoMAE / MAE-DFER ``.pth`` (``weights_only=True``).
+    """
     path = Path(path)
-    if path.is_dir():
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: pass an hi2m model directory, a transformers VideoMAE folder "
+                                "or a VideoMAE .pth")
+    if not path.is_dir():
+        return videomae_to_hi2m_state_dict(read_torch_checkpoint(path))
+    config = path / CONFIG_NAME
+    if not config.is_file():
+        raise FileNotFoundError(f"{config} not found: a model folder holds {CONFIG_NAME} and its weights")
+    try:
+        description = json.loads(config.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{config}: invalid JSON ({e})") from e
+    if description.get("format") == FORMAT:
         from safetensors.torch import load_file
 
-        weights = path / "model.safetensors"
+        weights = path / WEIGHTS_NAME
         if not weights.is_file():
-            raise FileNotFoundError(f"{weights} not found: pass an hi2m model directory or a .pth file")
+            raise FileNotFoundError(f"{weights} not found: an hi2m model directory holds {WEIGHTS_NAME}")
         return load_file(str(weights))
-    return videomae_to_hi2m_state_dict(read_torch_checkpoint(path))
+    if description.get("model_type") == "videomae":
+        from hi2m.io.videomae import hf_to_hi2m_state_dict
+
+        return hf_to_hi2m_state_dict(_transformers_weights(path))
+    raise ValueError(f"{config}: neither an hi2m model (format: hi2m) nor a transformers VideoMAE "
+                     f"(model_type: videomae), found model_type {description.get('model_type')!r}")
+
+
+def _transformers_weights(folder: Path) -> dict[str, torch.Tensor]:
+    """A transformers folder's tensors: safetensors (one file or an index of shards) or pytorch_model.bin."""
+    from safetensors.torch import load_file
+
+    if (folder / "model.safetensors").is_file():
+        return load_file(str(folder / "model.safetensors"))
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        return {k: v for shard in shards for k, v in load_file(str(folder / shard)).items()}
+    if (folder / "pytorch_model.bin").is_file():
+        return read_torch_checkpoint(folder / "pytorch_model.bin")
+    raise FileNotFoundError(f"{folder}: no model.safetensors, model.safetensors.index.json or pytorch_model.bin")

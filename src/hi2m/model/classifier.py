@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from hi2m.labels import DFER_CLASSES
 from hi2m.model.config import HI2MConfig
-from hi2m.model.state import load_state_dict_strict
+from hi2m.model.state import WarmStart, warm_start
 from hi2m.model.vit import VideoEncoder, init_vit_weights, trunc_normal_
 
 
@@ -68,17 +68,18 @@ class VideoClassifier(nn.Module):
             self.encoder.eval()
         return self
 
-    def load_encoder(self, state_dict: Mapping[str, torch.Tensor]) -> list[str]:
-        """Copy pretrained encoder weights (keys ``encoder.*`` of an HI2M state dict, or bare encoder keys).
+    def load_encoder(self, state_dict: Mapping[str, torch.Tensor], source: str = "pretrained encoder") -> WarmStart:
+        """Start the encoder from pretrained weights (``encoder.*`` keys of an HI2M state dict, or bare
+        encoder keys); returns what was loaded, what is new (the head) and what was left out (decoder,
+        policy...).
 
-        Every encoder parameter must be present with the right shape. A pretrained final norm is
-        dropped when this classifier has none (fine-tuning); it is required for linear probing.
-        Returns the names of the ignored keys (decoder, policy...) so the caller can report them.
+        Every encoder parameter must be present with the right shape (an error names the offending key).
+        A pretrained final norm is left out when this classifier has none (fine-tuning: fc_norm instead);
+        linear probing requires it.
         """
-        enc = {k[len("encoder."):]: v for k, v in state_dict.items() if k.startswith("encoder.")}
-        if not enc:
-            enc = dict(state_dict)
-        ignored = sorted(f"encoder.{k}" for k in enc if k.startswith("norm.") and self.fc_norm is not None)
-        enc = {k: v for k, v in enc.items() if not (k.startswith("norm.") and self.fc_norm is not None)}
-        load_state_dict_strict(self.encoder, enc, source="pretrained encoder")
-        return ignored + sorted(k for k in state_dict if not k.startswith("encoder."))
+        if not any(k.startswith("encoder.") for k in state_dict):
+            state_dict = {f"encoder.{k}": v for k, v in state_dict.items()}
+        encoder = {k: v for k, v in state_dict.items() if k.startswith("encoder.")}
+        report = warm_start(self, encoder, source, required=("encoder.",))  # head, fc_norm: new
+        report.left_out = sorted(report.left_out + [k for k in state_dict if not k.startswith("encoder.")])
+        return report

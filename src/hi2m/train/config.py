@@ -57,6 +57,8 @@ class ModelSettings:
 
     size: Literal["micro", "tiny", "small", "base"] = _f("base", "encoder size: micro (tests), tiny, small, base (ViT-B, the paper)")
     compile: bool = _f(False, "torch.compile the transformer blocks and the HRD policy (pays only on long runs)")
+    init: str | None = _f(None, "pretraining: start from these weights (an hi2m model directory, a transformers "
+                          "VideoMAE folder or a VideoMAE .pth); None: random init")
     fields: dict[str, Any] = _f({}, "HI2MConfig fields that differ from the size's defaults (mask_type, hsm, target...)")
 
 
@@ -126,7 +128,7 @@ class TrainerSettings:
 
 @dataclass
 class FinetuneSettings:
-    pretrained: str | None = _f(None, "encoder to start from: an hi2m model directory or a VideoMAE .pth; None: random init")
+    pretrained: str | None = _f(None, "encoder to start from: an hi2m model directory, a transformers VideoMAE folder or a VideoMAE .pth; None: random init")
     linear_probe: bool = _f(False, "train only the head on a frozen encoder")
     drop_path: float = _f(0.1, "stochastic depth rate", min=0, below=1)
     head_dropout: float = _f(0.0, "dropout before the head", min=0, below=1)
@@ -169,7 +171,8 @@ class RunConfig:
         for name in SECTIONS:
             section = getattr(self, name)
             if name == "model":
-                out[name] = {"size": section.size, "compile": section.compile, **copy.deepcopy(section.fields)}
+                out[name] = {"size": section.size, "compile": section.compile, "init": section.init,
+                             **copy.deepcopy(section.fields)}
             else:
                 out[name] = {f.name: copy.deepcopy(getattr(section, f.name)) for f in dataclasses.fields(section)}
         return out
@@ -278,6 +281,8 @@ def _model_section(raw: dict[str, Any]) -> ModelSettings:
     size = _check_value("model.size", raw.pop("size", "base"), typing.get_type_hints(ModelSettings)["size"],
                         fields["size"].metadata)
     compile_ = _check_value("model.compile", raw.pop("compile", False), bool, fields["compile"].metadata)
+    init = _check_value("model.init", raw.pop("init", None), typing.get_type_hints(ModelSettings)["init"],
+                        fields["init"].metadata)
     known = fields_by_name(mc.HI2MConfig)
     hints = typing.get_type_hints(mc.HI2MConfig)
     choices = {"mask_type": mc.MASK_TYPES, "target": mc.TARGET_MODES, "hsm_activation": mc.HSM_ACTIVATIONS,
@@ -286,10 +291,10 @@ def _model_section(raw: dict[str, Any]) -> ModelSettings:
     checked = {}
     for key, value in raw.items():
         if key not in known:
-            raise ConfigError(f"model.{key}: unknown key{_suggest(key, ['size', 'compile', *known])}")
+            raise ConfigError(f"model.{key}: unknown key{_suggest(key, ['size', 'compile', 'init', *known])}")
         hint = Literal[choices[key]] if key in choices else hints[key]  # type: ignore[valid-type]
         checked[key] = _check_value(f"model.{key}", value, hint, {})
-    return ModelSettings(size=size, compile=compile_, fields=checked)
+    return ModelSettings(size=size, compile=compile_, init=init, fields=checked)
 
 
 def _type_name(hint: Any) -> str:
@@ -458,7 +463,7 @@ def as_config(cfg: RunConfig | dict[str, Any]) -> RunConfig:
 # directory when the command starts", as on any command line; it is made absolute once, here, so
 # nothing later joins it to another relative path, and the run's saved config.yaml still points at
 # the same files when the run is resumed or visualised from another directory.
-PATH_KEYS: tuple[tuple[str, str], ...] = (("run", "dir"), ("data", "root"), ("finetune", "pretrained"))
+PATH_KEYS: tuple[tuple[str, str], ...] = (("run", "dir"), ("data", "root"), ("finetune", "pretrained"), ("model", "init"))
 
 
 def absolute_paths(cfg: RunConfig, cwd: str | Path | None = None) -> RunConfig:

@@ -26,8 +26,10 @@ from torch.utils.data import DataLoader
 
 from hi2m.data.skipping import collate_skip_bad
 from hi2m.io.card import write_model_card
-from hi2m.io.weights import load_pretrained, load_pretrained_weights, save_pretrained
+from hi2m.io.weights import load_pretrained, read_weights, save_pretrained
+from hi2m.io.files import atomic_write
 from hi2m.model.classifier import VideoClassifier
+from hi2m.model.state import WarmStart, warm_start
 from hi2m.train import data as tdata
 from hi2m.train.callbacks import (
     AtomicCheckpointIO,
@@ -278,6 +280,9 @@ def pretrain(cfg: RunConfig, resume: str | Path | None = None, extra_callbacks=(
     trainer, _ = build_trainer(cfg, run_dir, monitor=None, extra_callbacks=extra_callbacks,
                                resuming=ckpt_path is not None)
     module = _module(PretrainModule, cfg, mcfg, len(train_set), trainer)
+    if cfg.model.init and ckpt_path is None:
+        report = warm_start(module.model, read_weights(cfg.model.init), cfg.model.init)
+        _record_warm_start(run_dir, report, trainer)
     check_free_space(run_dir, module, cfg.trainer.keep_checkpoints + 2)
     trainer.fit(module, datamodule=loaders(cfg, train_set), ckpt_path=ckpt_path)
     out = {"run_dir": run_dir, "model_dir": run_dir / "model", "epoch_stats": module.epoch_stats}
@@ -286,6 +291,14 @@ def pretrain(cfg: RunConfig, resume: str | Path | None = None, extra_callbacks=(
                                                                    "steps": trainer.global_step})
         write_model_card(run_dir / "model", module.model, run_dir)
     return out
+
+
+def _record_warm_start(run_dir: Path, report: WarmStart, trainer: pl.Trainer) -> None:
+    """Say what a warm start loaded, kept new and left out; every name goes to ``warm_start.json``."""
+    if trainer.is_global_zero:
+        print(f"weights from {report.summary()}; names in {run_dir / 'warm_start.json'}", flush=True)
+        atomic_write(run_dir / "warm_start.json",
+                     lambda tmp: Path(tmp).write_text(json.dumps(report.to_dict(), indent=1) + "\n"))
 
 
 def _module(cls, cfg, mcfg, n_train: int, trainer: pl.Trainer, **kw):
@@ -326,8 +339,9 @@ def finetune(cfg: RunConfig, resume: str | Path | None = None, verbose: bool = T
     check_free_space(run_dir, module, cfg.trainer.keep_checkpoints + 3)
     notes = []
     if f.pretrained and ckpt_path is None:
-        ignored = module.model.load_encoder(load_pretrained_weights(f.pretrained))
-        notes.append(f"encoder initialised from {f.pretrained} ({len(ignored)} non-encoder keys not used)")
+        report = module.model.load_encoder(read_weights(f.pretrained), f.pretrained)
+        _record_warm_start(run_dir, report, trainer)
+        notes.append(f"encoder initialised from {report.summary()}")
     else:
         notes.append("encoder from random initialisation" if not f.pretrained else "resumed")
     trainer.fit(module, datamodule=loaders(cfg, train_set, val_set), ckpt_path=ckpt_path)
