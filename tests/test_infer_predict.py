@@ -444,3 +444,46 @@ def test_current_window_bridges_gaps_between_windows():
     assert current_window(ws, 10).index == 0 and current_window(ws, 45).index == 1
     assert current_window(ws, 30) is None and current_window(ws, 30, reach=32).index == 0  # gap: nearest centre
     assert current_window(ws, 80, reach=32).index == 1  # a window without a face is never shown
+
+
+def test_progress_reaches_the_video_length_and_quiet_silences_stderr(model_dir, videos, tmp_path, capsys):
+    from hi2m.cli import main
+
+    seen = []
+    result = _predictor(model_dir, FixedDetector(Box(8, 8, 40, 40))).predict_video(
+        videos["face"], progress=lambda done, total: seen.append((done, total)))
+    times = [d for d, _ in seen]
+    assert times == sorted(times) and len(seen) == result.info["decoded_frames"]
+    duration = seen[-1][1]
+    assert duration and abs(times[-1] + 1 / result.info["fps"] - duration) < 0.1  # the last frame ends the video
+    assert main(["predict", str(videos["face"]), str(videos["broken"]), "--model", str(model_dir),
+                 "--out", str(tmp_path / "q.json"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "face detector" not in err and ": ok" not in err  # quiet: no progress, no per-video lines ...
+    assert f"{videos['broken']}: FAILED" in err  # ... but a failure is still named
+
+
+def test_progress_bar_text_rate_and_eta():
+    import io
+
+    from hi2m.progress import Progress, clock
+
+    assert clock(0) == "0:00" and clock(75) == "1:15" and clock(3725) == "1:02:05"
+    stream = io.StringIO()
+    bar = Progress(600, "long.mp4", unit="s", stream=stream, tty=True, min_interval=0)
+    bar.start -= 10  # 10 s elapsed
+    bar.update(150)  # 150 s of video in 10 s: 15x real time, 450 s left -> 30 s
+    text = stream.getvalue()
+    assert "long.mp4" in text and "2:30 / 10:00" in text and "15.0x real time" in text and "ETA 0:30" in text
+    assert "#" * 6 + "." * 18 in text  # a quarter of 24
+    plain = io.StringIO()
+    bar = Progress(10, "clips", stream=plain, tty=False)
+    bar.update(5)
+    bar.line("one line per item")
+    assert plain.getvalue() == "one line per item\n"  # no bar when stderr is not a terminal
+    quiet = io.StringIO()
+    bar = Progress(10, stream=quiet, tty=True, quiet=True)
+    bar.update(5)
+    bar.line("hidden")
+    bar.line("a failure", always=True)
+    assert quiet.getvalue() == "a failure\n"

@@ -50,6 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="fp32 (default) or bf16 autocast (torch backend; fastest on CPUs with bf16 units, "
                         "probabilities within ~1e-2)")
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bar and no per-video lines on stderr (failures are still named)")
     g.add_argument("--time-limit", type=float, default=600.0,
                    help="seconds of decoding allowed per video before it is given up (detection and the model "
                         "do not count; default 600, 0 = no limit)")
@@ -57,6 +59,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _say(message: str) -> None:
     print(f"hi2m predict: {message}", file=sys.stderr)
+
+
+def _progress_callback(bar):
+    """A ``progress(seconds done, duration)`` for Predictor.predict_video that moves ``bar``."""
+
+    def update(done: float, duration: float | None) -> None:
+        if duration and duration > 0:
+            if bar.total != duration:
+                bar.total = duration
+            bar.update(min(done, duration))
+
+    return update
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     from hi2m.infer.result import FAILED, ResultWriter, VideoResult
     from hi2m.model.classifier import VideoClassifier
     from hi2m.io.weights import load_pretrained
+    from hi2m.progress import Progress
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -93,7 +108,9 @@ def run(args: argparse.Namespace) -> int:
 
     predictor = Predictor(model, detector=args.detector, options=options, device=args.device)
     try:
-        _say(f"face detector: {predictor.detector_name}")
+        name = predictor.detector_name  # builds the detector: --detector mtcnn without weights fails here
+        if not args.quiet:
+            _say(f"face detector: {name}")
     except FileNotFoundError as err:  # --detector mtcnn without its weights
         _say(f"error: {err}")
         return EXIT_USAGE
@@ -103,19 +120,23 @@ def run(args: argparse.Namespace) -> int:
         _say(f"error: cannot write {args.out} ({err})")
         return EXIT_USAGE
     failed = 0
+    bar = Progress(0, unit="s", quiet=args.quiet)  # a bar on a terminal only; one line per video otherwise
     try:
-        for path in args.videos:
-            try:
-                result = predictor.predict_video(path)  # any failure on this file is a DecodeError naming it
+        for i, path in enumerate(args.videos):
+            bar.reset(0, f"[{i + 1}/{len(args.videos)}] {Path(path).name}")
+            try:  # any failure on this file is a DecodeError naming it
+                result = predictor.predict_video(path, progress=_progress_callback(bar) if bar.tty else None)
             except DecodeError as err:
                 result = VideoResult(path=path, status=FAILED, class_names=predictor.class_names, message=str(err))
+            bar.clear()
             writer.add(result)
             failed += not result.ok
-            _report(result)
+            _report(result, args.quiet)
             if args.annotated and result.ok:
                 target = annotated_dir / f"{Path(path).stem}.annotated.mp4" if annotated_dir else Path(args.annotated)
                 _annotate(result, target)
     finally:
+        bar.close()
         writer.close()
     if failed:
         _say(f"{failed} of {len(args.videos)} videos failed")
@@ -130,8 +151,10 @@ def output_format(chosen: str | None, out: str | None) -> str:
     return suffix if suffix in ("csv", "jsonl") else "json"
 
 
-def _report(result) -> None:
+def _report(result, quiet: bool = False) -> None:
     note = f" ({result.message})" if result.message else ""
+    if result.ok and quiet:
+        return
     if result.ok:
         summary = result.summary
         _say(f"{result.path}: {result.status}, dominant {summary['dominant']} over "

@@ -19,7 +19,7 @@ import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -27,11 +27,11 @@ import torch
 from hi2m.data.boundary import file_boundary
 from hi2m.data.errors import DecodeError
 from hi2m.data.transforms import EvalViews
-from hi2m.infer.detect import Box, FaceDetector, iou
+from hi2m.infer.detect import Box, FaceDetector
 from hi2m.infer.detectors import make_detector
 from hi2m.infer.frames import SequentialVideo
 from hi2m.infer.result import NO_FACE, OK, PARTIAL, VideoResult, WindowPrediction
-from hi2m.infer.track import FaceTracker, detect_near, interpolate, square_crop
+from hi2m.infer.track import FaceCrops
 from hi2m.io.onnx import OnnxRunner
 from hi2m.io.weights import load_pretrained
 from hi2m.model.classifier import VideoClassifier
@@ -167,33 +167,37 @@ class Predictor:
         return frames
 
     # ---- videos -------------------------------------------------------------------------------
-    def predict_video(self, path: str | Path) -> VideoResult:
+    def predict_video(self, path: str | Path,
+                      progress: Callable[[float, float | None], None] | None = None) -> VideoResult:
         """Predict expressions over a whole video. Raises :class:`hi2m.data.errors.DecodeError`
         (naming the file, with the original exception as its cause) when it cannot be read or anything
         else fails on it; a video without a face gives status ``no_face``; a video whose decoding breaks
-        after some frames gives status ``partial`` with predictions for the frames before the break."""
+        after some frames gives status ``partial`` with predictions for the frames before the break.
+        ``progress(seconds done, duration or None)`` is called after every decoded frame (a
+        :class:`hi2m.progress.Progress` redraws at most five times a second)."""
         if not self.is_classifier:
             self.classify(np.zeros((0,)))  # raises the explanatory TypeError
         with file_boundary(path, self.options.time_limit):
-            return _VideoRun(self, str(path)).result()
+            return _VideoRun(self, str(path), progress).result()
 
 
 class _VideoRun:
     """The state of one video's pass (see the module docstring for the algorithm)."""
 
-    def __init__(self, predictor: Predictor, path: str) -> None:
+    def __init__(self, predictor: Predictor, path: str,
+                 progress: Callable[[float, float | None], None] | None = None) -> None:
         self.p = predictor
+        self.progress = progress
         self.opts = predictor.options
         self.path = path
         self.T = predictor.cfg.num_frames
         self.size = predictor.cfg.image_size
-        self.tracker = FaceTracker()
+        self.faces = FaceCrops(predictor.detector, self.size, self.opts.margin, self.opts.detect_every,
+                               self.opts.search, timings=predictor.timings)
         self.frame_index: list[int] = []  # per sampled frame k: source frame index
         self.frame_time: list[float] = []  # per k: seconds
         self.boxes: list[Box | None] = []  # per k: tracked box
         self.crops: dict[int, np.ndarray | None] = {}  # k -> (S, S, 3) crop, released once used
-        self.pending: list[tuple[int, np.ndarray]] = []  # sampled frames waiting for the next detection
-        self.anchor: tuple[int, Box | None] | None = None  # last detection frame and its box
         self.windows: list[WindowPrediction] = []
         self.queue: list[tuple[WindowPrediction, np.ndarray]] = []
         self.next_start = 0
@@ -224,6 +228,8 @@ class _VideoRun:
                 index, t, rgb = item
                 if rgb is not None:
                     self._add_sampled(index, t, rgb)
+                if self.progress is not None:
+                    self.progress(t, video.info.duration)
             info = video.info.to_dict()
             info["decoded_frames"] = index + 1
             info["rotation"] = video.rotation
@@ -231,47 +237,20 @@ class _VideoRun:
         return self._result(info, fps)
 
     def _add_sampled(self, index: int, t: float, rgb: np.ndarray) -> None:
-        k = len(self.frame_index)
         self.frame_index.append(index)
         self.frame_time.append(t)
         self.boxes.append(None)
-        self.pending.append((k, rgb))
-        if k % self.opts.detect_every == 0:
-            self._resolve_pending()
+        self._take(self.faces.push(rgb))
+
+    def _take(self, resolved: list[tuple[int, Box | None, np.ndarray | None]]) -> None:
+        """Store the boxes and crops of newly resolved sampled frames, then classify the windows they complete."""
+        for k, box, crop in resolved:
+            self.boxes[k], self.crops[k] = box, crop
+        if resolved:
             self._emit_windows()
 
-    def _detect(self, rgb: np.ndarray) -> list[Box]:
-        """Faces in a frame: near the tracked face when there is one (falling back to the whole frame
-        when the tracked face is not found there), else in the whole frame."""
-        tracked = self.tracker.box
-        if tracked is not None and self.opts.search > 0:
-            near = detect_near(self.p.detector, rgb, tracked, context=self.opts.search)
-            if any(iou(tracked, d) >= self.tracker.min_iou for d in near):
-                return near
-        return self.p.detector.detect(rgb)
-
-    def _resolve_pending(self) -> None:
-        """Detect on the newest pending frame, then give every pending frame its box and crop."""
-        timings = self.p.timings
-        k_new, rgb_new = self.pending[-1]
-        t0 = time.perf_counter()
-        box_new = self.tracker.update(self._detect(rgb_new))
-        timings["detect"] += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        for k, rgb in self.pending:
-            if self.anchor is None or k == k_new:
-                box = box_new
-            else:
-                k_old, box_old = self.anchor
-                box = interpolate(box_old, box_new, (k - k_old) / (k_new - k_old))
-            self.boxes[k] = box
-            self.crops[k] = None if box is None else square_crop(rgb, box, self.opts.margin, self.size)
-        timings["crop"] += time.perf_counter() - t0
-        self.anchor = (k_new, box_new)
-        self.pending = []
-
     def _emit_windows(self) -> None:
-        resolved = len(self.frame_index) - len(self.pending)
+        resolved = self.faces.resolved
         while self.next_start + self.T <= resolved:
             self._window(list(range(self.next_start, self.next_start + self.T)))
             self.next_start += self.hop
@@ -280,8 +259,8 @@ class _VideoRun:
             del self.crops[k]
 
     def _finish(self) -> None:
-        if self.pending:
-            self._resolve_pending()
+        for k, box, crop in self.faces.finish():
+            self.boxes[k], self.crops[k] = box, crop
         n = len(self.frame_index)
         if n < self.T:  # shorter than one window: loop its frames
             self._window([j % n for j in range(self.T)], looped=True)

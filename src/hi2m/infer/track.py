@@ -116,3 +116,69 @@ def detect_near(detector, frame: np.ndarray, box: Box, context: float = 2.5, fac
     sx, sy = (x1 - x0) / window.shape[1], (y1 - y0) / window.shape[0]
     return [Box(x0 + b.x0 * sx, y0 + b.y0 * sy, x0 + b.x1 * sx, y0 + b.y1 * sy, b.score)
             for b in detector.detect(np.ascontiguousarray(window))]
+
+
+class FaceCrops:
+    """One tracked face per frame of a stream of frames: the face pipeline of ``hi2m predict`` and
+    ``hi2m data prepare`` (one implementation).
+
+    :meth:`push` takes the frames in order. The detector runs on every ``detect_every``-th frame (near the
+    tracked face when there is one: :func:`detect_near`, the whole frame otherwise or when the face is not
+    found there), :class:`FaceTracker` picks and smooths the face, and the frames in between get
+    interpolated boxes. Frames wait until the next detection frame (at most ``detect_every - 1`` are held),
+    then come back from :meth:`push` as ``(k, box or None, square crop (size, size, 3) or None)``, in
+    order; :meth:`finish` returns the last ones. ``timings`` (a dict) gains the seconds spent detecting
+    (``detect``) and cropping (``crop``).
+    """
+
+    def __init__(self, detector, size: int, margin: float = 0.25, detect_every: int = 2, search: float = 2.5,
+                 tracker: FaceTracker | None = None, timings: dict[str, float] | None = None) -> None:
+        self.detector = detector
+        self.size, self.margin, self.detect_every, self.search = size, margin, detect_every, search
+        self.tracker = tracker or FaceTracker()
+        self.timings = timings if timings is not None else {}
+        self.pending: list[tuple[int, np.ndarray]] = []  # frames waiting for the next detection frame
+        self.anchor: tuple[int, Box | None] | None = None  # the last detection frame and its box
+        self.count = 0  # frames pushed
+        self.resolved = 0  # frames given their box and crop
+
+    def push(self, rgb: np.ndarray) -> list[tuple[int, Box | None, np.ndarray | None]]:
+        """Add the next frame (H, W, 3) uint8; returns the frames resolved by it (often none)."""
+        k = self.count
+        self.count += 1
+        self.pending.append((k, rgb))
+        return self._resolve() if k % self.detect_every == 0 else []
+
+    def finish(self) -> list[tuple[int, Box | None, np.ndarray | None]]:
+        """Resolve the frames still waiting (the last one becomes a detection frame)."""
+        return self._resolve() if self.pending else []
+
+    def _detect(self, rgb: np.ndarray) -> list[Box]:
+        tracked = self.tracker.box
+        if tracked is not None and self.search > 0:
+            near = detect_near(self.detector, rgb, tracked, context=self.search)
+            if any(iou(tracked, d) >= self.tracker.min_iou for d in near):
+                return near
+        return self.detector.detect(rgb)
+
+    def _resolve(self) -> list[tuple[int, Box | None, np.ndarray | None]]:
+        import time
+
+        k_new, rgb_new = self.pending[-1]
+        t0 = time.perf_counter()
+        box_new = self.tracker.update(self._detect(rgb_new))
+        self.timings["detect"] = self.timings.get("detect", 0.0) + time.perf_counter() - t0
+        t0 = time.perf_counter()
+        out = []
+        for k, rgb in self.pending:
+            if self.anchor is None or k == k_new:
+                box = box_new
+            else:
+                k_old, box_old = self.anchor
+                box = interpolate(box_old, box_new, (k - k_old) / (k_new - k_old))
+            out.append((k, box, None if box is None else square_crop(rgb, box, self.margin, self.size)))
+        self.timings["crop"] = self.timings.get("crop", 0.0) + time.perf_counter() - t0
+        self.anchor = (k_new, box_new)
+        self.pending = []
+        self.resolved += len(out)
+        return out
