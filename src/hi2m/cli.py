@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("hi2m.commands.predict", "predict expressions over time in videos (face tracking, sliding windows)"),
     "visualize": ("hi2m.commands.visualize", "figures of a run or model: HRD maps, HSM weights, confusion, t-SNE, losses"),
     "export": ("hi2m.commands.export", "export to ONNX (--onnx) or to a transformers folder (--hf), checked"),
-    "data": ("hi2m.commands.data", "inspect a dataset before a long run (hi2m data check ...)"),
+    "data": ("hi2m.commands.data", "make a dataset from raw videos (hi2m data prepare), inspect one before a long run (hi2m data check)"),
     "config": ("hi2m.commands.config", "show the resolved run configuration with each field's doc"),
 }
 

@@ -1,5 +1,6 @@
 """``hi2m data check``: scan a dataset and report problems before a long run (the probe of one clip:
-:func:`hi2m.data.check.probe_clip`).
+:func:`hi2m.data.check.probe_clip`). ``hi2m data prepare``: raw labelled videos -> face-tracked crops
+(:mod:`hi2m.prepare`).
 
 Prints clips per class, unreadable clips (named, with the reason), clips shorter
 than the sampling window, frame counts, resolutions and bad split-file lines.
@@ -53,11 +54,78 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     check.add_argument("--time-limit", type=float, default=60.0,
                        help="seconds of decoding allowed per clip before it is reported as too slow "
                             "(default 60; 0 = no limit)")
+    _add_prepare(sub)
+
+
+def _add_prepare(sub) -> None:
+    p = sub.add_parser(
+        "prepare",
+        help="raw labelled videos -> face-tracked crops the csv adapter reads",
+        description="Find and follow the face in every video (the detector and tracker of hi2m predict), "
+        "crop it square, and write clips, a manifest per split, classes.txt and a report naming every "
+        "source not used. Rerunning skips finished clips. Exit 0 when every source was used, 1 when "
+        "some were not (named in prepare-report.csv), 2 on a usage error.",
+    )
+    p.add_argument("src", help="a folder of <label>/<video> (or <split>/<label>/<video>), or a list file of "
+                              "path,label[,start,end[,split]] rows (start/end in seconds)")
+    p.add_argument("--out", required=True, help="output folder (a dataset root for data.dataset=csv)")
+    p.add_argument("--root", default=None, help="list file: paths are relative to this (default: its folder); "
+                                               "paths outside it are refused")
+    p.add_argument("--classes", default=None,
+                   help="class names, comma-separated or a file with one per line (default: the sorted folder "
+                        "names or labels); a label outside the list is reported, not used")
+    p.add_argument("--size", type=int, default=224, help="crop side in pixels (default 224)")
+    p.add_argument("--format", choices=("mp4", "frames"), default="mp4",
+                   help="mp4: an H.264 file per clip (default); frames: a folder of jpg per clip")
+    p.add_argument("--fps", type=float, default=None, help="sample the videos at about this rate (default: every frame)")
+    p.add_argument("--frames", type=int, default=None,
+                   help="a fixed number of frames per clip, spread evenly (DFEW's clips: 16)")
+    p.add_argument("--margin", type=float, default=0.25, help="crop side = (1 + margin) x face box side (default 0.25)")
+    p.add_argument("--face", choices=("largest", "longest"), default="largest",
+                   help="with several faces: the largest at the start, followed (default), or the one seen "
+                        "longest (decodes the video twice)")
+    p.add_argument("--detector", choices=("auto", "mtcnn", "haar"), default="auto",
+                   help="face detector (auto: MTCNN when its weights are installed, else Haar)")
+    p.add_argument("--detect-every", type=int, default=2, help="detect on every n-th sampled frame (default 2)")
+    p.add_argument("--min-face-coverage", type=float, default=0.5,
+                   help="share of sampled frames that must show the face (default 0.5)")
+    p.add_argument("--min-frames", type=int, default=8, help="fewest frames with a face in a kept clip (default 8)")
+    p.add_argument("--workers", type=int, default=None, help="parallel processes (default: CPU cores, at most 4)")
+    p.add_argument("--retry-failed", action="store_true", help="retry sources an earlier run could not use")
+    p.add_argument("--time-limit", type=float, default=600.0,
+                   help="seconds of decoding per video before it is given up (default 600; 0 = none)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-clip lines (failures still named)")
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
+    from hi2m.prepare.run import PrepareOptions, format_summary, prepare
+    from hi2m.prepare.sources import read_classes
+
+    try:
+        opts = PrepareOptions(size=args.size, format=args.format, fps=args.fps, frames=args.frames,
+                              margin=args.margin, face=args.face, detector=args.detector,
+                              detect_every=args.detect_every, min_face_coverage=args.min_face_coverage,
+                              min_frames=args.min_frames, time_limit=args.time_limit)
+        classes = read_classes(args.classes)
+        workers = args.workers or min(4, os.cpu_count() or 1)
+        summary = prepare(args.src, args.out, opts, classes=classes, root=args.root, workers=workers,
+                          retry_failed=args.retry_failed, quiet=args.quiet)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"hi2m data prepare: error: {err}", file=sys.stderr)
+        return 2
+    print(format_summary(summary, Path(args.out).absolute()), file=sys.stderr)
+    return 1 if summary.failed or summary.problems else 0
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "data_command", None) == "prepare":
+        return run_prepare(args)
     if getattr(args, "data_command", None) != "check":
-        print("usage: hi2m data check NAME ROOT [options]  (see hi2m data check --help)", file=sys.stderr)
+        print("usage: hi2m data check NAME ROOT [options] | hi2m data prepare SRC --out DST [options]  "
+              "(see hi2m data check --help, hi2m data prepare --help)", file=sys.stderr)
         return 2
     from hi2m.data.adapters import build_dataset
     from hi2m.data.errors import DataError

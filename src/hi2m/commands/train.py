@@ -77,10 +77,16 @@ def _run(args: argparse.Namespace, job) -> int:
     _setup_logging()
     from hi2m.train.checkpointing import PREEMPTED_EXIT_CODE, Preempted
 
+    from hi2m.data.errors import DataError
+    from hi2m.model.state import CheckpointMismatch
+
     try:
         job(cfg)
-    except ConfigError as err:
+    except (ConfigError, CheckpointMismatch, FileNotFoundError) as err:  # the user's input: one line, exit 2
         return config_error(args, err)
+    except DataError as err:  # a dataset that cannot be read (layout, split file, too many bad clips): named
+        print(f"hi2m {getattr(args, 'command', '')}: error: {err}", file=sys.stderr)
+        return 1
     except Preempted as stop:
         print(f"hi2m: {stop}", flush=True)
         return PREEMPTED_EXIT_CODE

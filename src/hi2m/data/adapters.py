@@ -279,12 +279,22 @@ def _records_from_folders(folder: Path, classes: Sequence[str], log: BadLineLog)
     return records
 
 
+def read_class_file(path: Path) -> tuple[str, ...] | None:
+    """Class names from a file with one per line (blank lines and ``#`` comments skipped); None when absent."""
+    if not path.is_file():
+        return None
+    names = tuple(line for _, line in iter_lines(path))
+    if not names:
+        raise LayoutError(path, "the class list is empty", CSV_LAYOUT)
+    return names
+
+
 @register_dataset("csv")
 def csv_dataset(
     root: Path,
     split: str | None = None,
     list_file: str | os.PathLike[str] | None = None,
-    classes: Sequence[str] = DFER_CLASSES,
+    classes: Sequence[str] | None = None,
     on_bad_line: str = "error",
     **options: Any,
 ) -> ClipDataset:
@@ -293,10 +303,12 @@ def csv_dataset(
     Sources, first match wins: ``list_file`` (relative to ``root`` or absolute);
     ``<root>/<split>.csv``; ``<root>/<split>.txt``; folders ``<root>/<split>/<label>/``;
     and, when ``split`` is None, folders ``<root>/<label>/``. Default stride 4.
+    Classes: ``classes``, else ``<root>/classes.txt`` (one name per line; what ``hi2m data prepare``
+    writes), else the seven DFEW classes.
     """
     require_dir(root, "dataset root", CSV_LAYOUT)
     log = BadLineLog(on_bad_line)
-    classes = tuple(classes)
+    classes = tuple(classes) if classes else read_class_file(root / "classes.txt") or DFER_CLASSES
     source: Path | None = None
     if list_file is not None:
         source = require_file(root / list_file, "list file", CSV_LAYOUT)

@@ -56,11 +56,13 @@ def write_video(
     gop: int | None = None,
     options: dict[str, str] | None = None,
     input_format: str | None = None,
+    container_format: str | None = None,
 ) -> Path:
     """Encode frames (each (H, W, 3) uint8 RGB, or (H, W) gray) into a video file.
 
     ``gop`` sets the keyframe interval; ``options`` are codec options passed to
-    FFmpeg (e.g. ``{"crf": "23"}``). Returns the path written.
+    FFmpeg (e.g. ``{"crf": "23"}``); ``container_format`` names the container when the file name's
+    suffix does not (e.g. ``"mp4"`` for a temporary file). Returns the path written.
     """
     import av
     from fractions import Fraction
@@ -71,7 +73,7 @@ def write_video(
     first = next(frames)
     fmt = input_format or ("gray" if first.ndim == 2 else "rgb24")
     rate = Fraction(fps).limit_denominator(1001)
-    with av.open(str(path), mode="w") as container:
+    with av.open(str(path), mode="w", format=container_format) as container:
         stream = container.add_stream(codec, rate=rate)
         stream.height, stream.width = first.shape[:2]
         stream.pix_fmt = pix_fmt

@@ -67,6 +67,8 @@ class DataSettings:
     dataset: str = _f("synthetic", "dataset adapter: voxceleb2, dfew, ferv39k, csv, synthetic, synthface-stream")
     root: str = _f("data/synthface", "dataset root folder (a relative path: from where the command starts)")
     options: dict[str, Any] = _f({}, "adapter options: fold, list_file, on_bad_line, synthface: {...}")
+    classes: list[str] | None = _f(None, "csv adapter: the class names, in label-index order (None: the root's "
+                                   "classes.txt, else the seven DFEW classes)")
     train_split: str = _f("train", "split to train on")
     val_split: str | None = _f(None, "split for model selection (None with val_fraction > 0: carved from train)")
     val_fraction: float = _f(0.0, "stratified, seeded share of train held out for model selection", min=0, below=1)
@@ -216,6 +218,12 @@ class RunConfig:
             raise ConfigError(f"finetune.rand_augment: expected [number of ops, magnitude], got {self.finetune.rand_augment}")
         if self.trainer.max_steps == 0:
             raise ConfigError("trainer.max_steps: must be -1 (train for optim.epochs) or >= 1, got 0")
+        if self.data.classes is not None:
+            if self.data.dataset != "csv":
+                raise ConfigError(f"data.classes: only the csv adapter takes a class list ({self.data.dataset} "
+                                  "has its own)")
+            if len({c.lower() for c in self.data.classes}) != len(self.data.classes) or not self.data.classes:
+                raise ConfigError(f"data.classes: expected distinct names, got {self.data.classes}")
         self.model_config()  # HI2MConfig's own checks (divisibility, cross-field rules)
 
     def model_config(self, **extra: Any):

@@ -16,6 +16,8 @@ def _dataset(cfg: RunConfig, split: str, train: bool, transform, **extra: Any):
     d = cfg.data
     options = dict(d.options)
     options.setdefault("time_limit", d.decode_time_limit)
+    if d.classes:
+        options["classes"] = list(d.classes)
     options.update(extra)
     return build_dataset(
         d.dataset, d.root, split=split, num_frames=d.num_frames, stride=d.stride,

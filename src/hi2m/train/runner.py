@@ -330,7 +330,7 @@ def finetune(cfg: RunConfig, resume: str | Path | None = None, verbose: bool = T
     mcfg = cfg.model_config(drop_path=0.0 if f.linear_probe else f.drop_path)
     train_set, val_set, val_how = tdata.finetune_datasets(cfg, mcfg)
     if f.select == "val" and val_set is None:
-        raise ValueError("finetune.select is 'val' but there is no validation set: set data.val_fraction "
+        raise ConfigError("finetune.select is 'val' but there is no validation set: set data.val_fraction "
                          "(carved from train) or data.val_split, or use finetune.select=last")
     names = _class_names(train_set)
     trainer, ckpt_cb = build_trainer(cfg, run_dir, monitor="val/uar" if f.select == "val" else None,

@@ -1,0 +1,172 @@
+"""What ``hi2m data prepare`` is asked to do: raw videos and their labels, as a list of clip jobs.
+
+Two kinds of source:
+
+* a folder with one sub-folder per class (``SRC/<label>/<video>``), or one per split and class
+  (``SRC/<split>/<label>/<video>``, when every top-level folder is ``train``, ``val``, ``test`` or ``dev``);
+* a list file (``.csv`` or ``.txt``) of ``path,label[,start,end[,split]]`` rows (a header row naming the
+  columns may give them in any order: ``path``, ``label``, ``start``, ``end``, ``split``), with paths
+  relative to the list's folder or ``root`` and start / end in seconds (empty: the whole video).
+
+Every row or file that cannot become a job is named with its reason (a malformed line, a label not in
+the class list, a path outside the root, a missing file), never dropped silently.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from hi2m.data.video import VIDEO_EXTENSIONS
+
+SPLIT_FOLDERS = ("train", "val", "test", "dev")
+COLUMNS = ("path", "label", "start", "end", "split")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One output clip: a span of a source video with its label and split."""
+
+    source: Path  # the video file
+    name: str  # the source as the user gave it (relative to SRC / the list's root): manifests show this
+    label: str
+    split: str = "train"
+    start: float | None = None  # seconds; None: from the start
+    end: float | None = None  # seconds; None: to the end
+    where: str = ""  # "list.csv:12" for a list row, else ""
+
+    @property
+    def clip_id(self) -> str:
+        """A stable, unique output name: the source's stem, its span, and a hash of the whole job."""
+        span = "" if self.start is None and self.end is None else f"_{_sec(self.start)}-{_sec(self.end)}"
+        key = f"{self.name}|{self.start}|{self.end}|{self.split}|{self.label}"
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(self.name).stem)[:60]
+        return f"{stem}{span}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A source that cannot be used, and why (what the report lists)."""
+
+    where: str  # a file, or "list.csv:12"
+    reason: str
+    kind: str = "list"  # list (a malformed row), label, outside, missing, not_video, duplicate
+
+
+def _sec(t: float | None) -> str:
+    return "end" if t is None else f"{t:g}".replace(".", "p")
+
+
+def read_classes(text: str | None) -> list[str] | None:
+    """``--classes``: comma-separated names, or a file with one name per line; None stays None."""
+    if not text:
+        return None
+    path = Path(text)
+    names = path.read_text().split() if path.is_file() else [n.strip() for n in text.split(",")]
+    names = [n for n in names if n]
+    if len(set(n.lower() for n in names)) != len(names):
+        raise ValueError(f"--classes: a name repeats in {names}")
+    return names
+
+
+def collect(src: str | os.PathLike[str], classes: list[str] | None = None,
+            root: str | os.PathLike[str] | None = None) -> tuple[list[Job], list[Problem], list[str]]:
+    """(jobs, problems, class names) for a source folder or list file. Without ``classes`` the class list
+    is the sorted set of the folder names or of the list's labels."""
+    src = Path(src)
+    if src.is_dir():
+        jobs, problems = _from_folders(src)
+    elif src.is_file():
+        jobs, problems = _from_list(src, Path(root) if root else src.parent)
+    else:
+        raise FileNotFoundError(f"{src}: no such folder or list file")
+    if classes is None:
+        classes = sorted({j.label for j in jobs}, key=str.lower)
+    known = {c.lower(): c for c in classes}
+    kept = []
+    for job in jobs:
+        if job.label.lower() not in known:
+            problems.append(Problem(job.where or str(job.source), f"label {job.label!r} is not in the class list "
+                                                                  f"({', '.join(classes)})", "label"))
+        else:
+            kept.append(Job(job.source, job.name, known[job.label.lower()], job.split, job.start, job.end, job.where))
+    return kept, problems, list(classes)
+
+
+def _from_folders(src: Path) -> tuple[list[Job], list[Problem]]:
+    top = sorted(p for p in src.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if top and all(p.name.lower() in SPLIT_FOLDERS for p in top):
+        splits = [(p.name.lower(), p) for p in top]
+    else:
+        splits = [("train", src)]
+    jobs: list[Job] = []
+    problems: list[Problem] = []
+    for split, folder in splits:
+        for label_dir in sorted(p for p in folder.iterdir() if not p.name.startswith(".")):
+            if not label_dir.is_dir():
+                problems.append(Problem(str(label_dir), "a file beside the class folders (expected <label>/<video>)",
+                                        "not_video"))
+                continue
+            for path in sorted(label_dir.rglob("*")):
+                if path.name.startswith(".") or path.is_dir():
+                    continue
+                if path.suffix.lower() not in VIDEO_EXTENSIONS:
+                    problems.append(Problem(str(path), f"not a video file name (suffix {path.suffix or 'none'})",
+                                            "not_video"))
+                    continue
+                jobs.append(Job(path, str(path.relative_to(src)), label_dir.name, split))
+    return jobs, problems
+
+
+def _from_list(list_file: Path, root: Path) -> tuple[list[Job], list[Problem]]:
+    jobs: list[Job] = []
+    problems: list[Problem] = []
+    root = root.resolve()
+    try:
+        text = list_file.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{list_file}: not a UTF-8 text file ({err})") from err
+    rows = list(csv.reader(line for line in text.splitlines()))
+    columns = list(COLUMNS)
+    for number, row in enumerate(rows, start=1):
+        row = [c.strip() for c in row]
+        if not any(row) or row[0].startswith("#"):
+            continue
+        where = f"{list_file}:{number}"
+        if number == 1 and row and row[0].lower() in ("path", "file", "video", "video_name"):
+            unknown = [c for c in row if c.lower() not in COLUMNS + ("file", "video", "video_name")]
+            if unknown:
+                raise ValueError(f"{where}: unknown columns {unknown} (expected {', '.join(COLUMNS)})")
+            columns = ["path" if c.lower() in ("file", "video", "video_name") else c.lower() for c in row]
+            continue
+        if len(row) < 2 or len(row) > len(columns):
+            problems.append(Problem(where, f"expected {','.join(columns[:2])}[,{','.join(columns[2:])}], got {row}"))
+            continue
+        fields = dict(zip(columns, row))
+        try:
+            start = float(fields["start"]) if fields.get("start") else None
+            end = float(fields["end"]) if fields.get("end") else None
+        except ValueError:
+            problems.append(Problem(where, f"start / end must be seconds, got {fields.get('start')!r}, "
+                                           f"{fields.get('end')!r}"))
+            continue
+        if start is not None and end is not None and end <= start:
+            problems.append(Problem(where, f"end ({end:g} s) is not after start ({start:g} s)"))
+            continue
+        if not fields.get("path") or not fields.get("label"):
+            problems.append(Problem(where, "empty path or label"))
+            continue
+        path = (root / fields["path"]).resolve()
+        if not path.is_relative_to(root):
+            problems.append(Problem(where, f"path {fields['path']!r} lies outside the root {root}", "outside"))
+            continue
+        if not path.exists():
+            problems.append(Problem(where, f"{path} does not exist", "missing"))
+            continue
+        split = (fields.get("split") or "train").lower()
+        jobs.append(Job(path, fields["path"], fields["label"], split, start, end, where))
+    return jobs, problems
