@@ -25,6 +25,7 @@ from hi2m.data.video import VIDEO_EXTENSIONS
 
 SPLIT_FOLDERS = ("train", "val", "test", "dev")
 COLUMNS = ("path", "label", "start", "end", "split")
+ALIASES = {"file": "path", "video": "path", "video_name": "path"}
 
 
 @dataclass(frozen=True)
@@ -137,11 +138,12 @@ def _from_list(list_file: Path, root: Path) -> tuple[list[Job], list[Problem]]:
         if not any(row) or row[0].startswith("#"):
             continue
         where = f"{list_file}:{number}"
-        if number == 1 and row and row[0].lower() in ("path", "file", "video", "video_name"):
-            unknown = [c for c in row if c.lower() not in COLUMNS + ("file", "video", "video_name")]
+        named = [ALIASES.get(c.lower(), c.lower()) for c in row]
+        if number == 1 and "path" in named and "label" in named:  # a header: the columns in its order
+            unknown = [c for c, n in zip(row, named) if n not in COLUMNS]
             if unknown:
                 raise ValueError(f"{where}: unknown columns {unknown} (expected {', '.join(COLUMNS)})")
-            columns = ["path" if c.lower() in ("file", "video", "video_name") else c.lower() for c in row]
+            columns = named
             continue
         if len(row) < 2 or len(row) > len(columns):
             problems.append(Problem(where, f"expected {','.join(columns[:2])}[,{','.join(columns[2:])}], got {row}"))
