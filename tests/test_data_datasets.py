@@ -52,6 +52,21 @@ def make_voxceleb2(root: Path, layout: dict[str, int]) -> Path:
     return root
 
 
+def make_mafw(root: Path, rows: list[str], clips: dict[str, int], split: str = "train", fold: int = 1,
+              sets: str = "Train & Test Set", as_video: tuple[str, ...] = ()) -> Path:
+    """MAFW's release: split files under '<sets>/single/no_caption/set_<fold>/', frame folders under
+    data/frames/<id>/ (or, for the ids in ``as_video``, videos data/clips/<id>.mp4)."""
+    split_dir = root / sets / "single" / "no_caption" / f"set_{fold}"
+    split_dir.mkdir(parents=True, exist_ok=True)
+    (split_dir / f"{split}.txt").write_text("\n".join(rows) + "\n")
+    for clip_id, n in clips.items():
+        if clip_id in as_video:
+            write_video(root / "data" / "clips" / f"{clip_id}.mp4", frames(n), gop=4)
+        else:
+            write_frame_folder(root / "data" / "frames" / clip_id, frames(n))
+    return root
+
+
 @pytest.fixture
 def dfew_root(tmp_path):
     rows = ["1,1", "00002,5", "3,7"]
@@ -115,6 +130,47 @@ def test_dfew_bad_label_and_malformed_line_error_or_skip(tmp_path, capsys):
     assert [(b.line, "unknown label" in b.reason) for b in ds.bad_lines] == [(3, True), (4, False)]
     err = capsys.readouterr().err
     assert "skipped 2 bad entries" in err and "set_1.csv:3" in err and "set_1.csv:4" in err
+
+
+# ----------------------------------------------------------------------------- MAFW
+
+
+def test_mafw_eleven_classes_folds_and_items(tmp_path):
+    from hi2m.labels import MAFW_CLASSES
+
+    rows = ["00019.mp4 anger", "00020.mp4 Disappointment", "00021.mp4 contempt"]
+    root = make_mafw(tmp_path / "MAFW", rows, {"00019": 12, "00020": 9, "00021": 5}, fold=3)
+    ds = build_dataset("mafw", root, split="train", fold=3, num_frames=4, stride=2, seed=0)
+    assert len(MAFW_CLASSES) == 11 and ds.classes == MAFW_CLASSES
+    assert ds.labels == [0, 10, 7] and ds.stride == 2 and ds.train
+    item = ds[1]
+    assert item["label"] == 10 and item["video"].shape == (3, 4, SIZE, SIZE)
+    assert build_dataset("mafw", root, split="train", fold=3).stride == 4  # the default stride
+    # the clips as videos (data/clips/<id>.mp4), and the split folder renamed without spaces
+    video_root = make_mafw(tmp_path / "M2", ["00001.mp4 happiness"], {"00001": 10}, sets="Train_Test_Set",
+                           as_video=("00001",))
+    ds = build_dataset("mafw", video_root, split="train", num_frames=4, stride=1, train=False, num_windows=1)
+    assert ds.labels == [3] and ds[0]["video"].shape == (1, 3, 4, SIZE, SIZE)
+    assert ds.records[0].path.endswith("data/clips/00001.mp4")
+
+
+def test_mafw_bad_lines_and_missing_files_are_named(tmp_path, capsys):
+    root = make_mafw(tmp_path / "MAFW", ["00001.mp4 anger", "00002.mp4 contentment", "one-field",
+                                         "00003.mp4 fear"], {"00001": 6, "00003": 6})
+    with pytest.raises(SplitFileError, match=r"train\.txt:2: unknown label 'contentment'"):
+        build_dataset("mafw", root)
+    ds = build_dataset("mafw", root, on_bad_line="skip")
+    assert ds.labels == [0, 2]
+    err = capsys.readouterr().err
+    assert "train.txt:3" in err and "'<clip file> <label>'" in err
+    with pytest.raises(LayoutError, match="set_2") as info:
+        build_dataset("mafw", root, fold=2)
+    assert "no_caption" in str(info.value)  # the expected layout is shown
+    with pytest.raises(ValueError, match="fold must be 1-5"):
+        build_dataset("mafw", root, fold=6)
+    (root / "Train & Test Set" / "single" / "no_caption" / "set_1" / "test.txt").write_text("00009.mp4 anger\n")
+    with pytest.raises(SplitFileError, match=r"test\.txt:1: clip .*00009.* is missing"):
+        build_dataset("mafw", root, split="test")
 
 
 # ----------------------------------------------------------------------------- FERV39K

@@ -20,7 +20,7 @@ import sys
 from collections import Counter
 from typing import Any
 
-DATASET_NAMES = ("voxceleb2", "dfew", "ferv39k", "csv", "synthetic")
+DATASET_NAMES = ("voxceleb2", "dfew", "ferv39k", "mafw", "csv", "synthetic")
 DECODE_MODES = ("open", "window", "full")
 
 

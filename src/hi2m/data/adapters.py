@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 from hi2m.data.dataset import ClipDataset, ClipRecord
 from hi2m.data.errors import LayoutError
 from hi2m.data.index_cache import load_or_build
-from hi2m.labels import DFER_CLASSES
+from hi2m.labels import DFER_CLASSES, MAFW_CLASSES
 from hi2m.data.splits import (
     BadLineLog,
     is_header,
@@ -46,6 +46,11 @@ FERV39K_LAYOUT = (
     "  <root>/4_setups/All_scenes/{train,test}_All.csv   (lines 'Interview/Happy/0118 Happy')\n"
     "  <root>/2_ClipsforFaceCrop/<scene>/<label>/<clip>/*.jpg"
 )
+MAFW_LAYOUT = (
+    "  <root>/Train & Test Set/single/no_caption/set_<fold>/{train,test}.txt   (lines '00019.mp4 anger')\n"
+    "  <root>/data/frames/<5-digit id>/*.jpg  or  <root>/data/clips/<5-digit id>.mp4"
+)
+MAFW_SPLIT_FOLDERS = ("Train & Test Set", "Train_Test_Set")  # the release's name, and the usual rename
 CSV_LAYOUT = (
     "  a list file: lines 'path label' or 'path,label' (label name or 0-based index,\n"
     "  path relative to <root>, optional header line), given as list_file= or found at\n"
@@ -177,6 +182,56 @@ def dfew(
             continue
         records.append(ClipRecord(str(clip), int(fields[1]) - 1))
     return _finish(records, log, f"dfew {split} fold {fold}", split, options, stride=4)
+
+
+# --------------------------------------------------------------------------------------
+# MAFW
+# --------------------------------------------------------------------------------------
+
+
+@register_dataset("mafw")
+def mafw(
+    root: Path,
+    split: str = "train",
+    fold: int = 1,
+    frames_dir: str | None = None,
+    on_bad_line: str = "error",
+    **options: Any,
+) -> ClipDataset:
+    """MAFW's single-expression set, official 5-fold split ``fold`` (1-5): 11 classes
+    (:data:`hi2m.labels.MAFW_CLASSES`, label names as in the split files). Clips from ``frames_dir``
+    (relative to root; a frame folder ``<id>/`` or a video ``<id>.mp4`` per clip); by default the
+    release's ``data/frames`` when it is there, else ``data/clips``. Default stride 4."""
+    if split not in ("train", "test"):
+        raise ValueError(f"MAFW split must be 'train' or 'test', got {split!r}")
+    if fold not in (1, 2, 3, 4, 5):
+        raise ValueError(f"MAFW fold must be 1-5, got {fold!r}")
+    require_dir(root, "MAFW root", MAFW_LAYOUT)
+    sets = next((root / name for name in MAFW_SPLIT_FOLDERS if (root / name).is_dir()), root / MAFW_SPLIT_FOLDERS[0])
+    split_file = require_file(sets / "single" / "no_caption" / f"set_{fold}" / f"{split}.txt", "MAFW split file",
+                              MAFW_LAYOUT)
+    if frames_dir is None:
+        frames_dir = "data/frames" if (root / "data" / "frames").is_dir() else "data/clips"
+    clips_root = require_dir(root / frames_dir, "MAFW clip folder", MAFW_LAYOUT)
+    log = BadLineLog(on_bad_line)
+    records: list[ClipRecord] = []
+    for number, line in iter_lines(split_file):
+        fields = line.split()
+        if len(fields) != 2:
+            log.bad(split_file, number, f"expected '<clip file> <label>', got {line!r}")
+            continue
+        label = parse_label(fields[1], MAFW_CLASSES, allow_index=False)
+        if label is None:
+            log.bad(split_file, number, f"unknown label {fields[1]!r} (MAFW's: {', '.join(MAFW_CLASSES)})")
+            continue
+        stem = Path(fields[0]).stem
+        clip = next((c for c in (clips_root / stem, clips_root / fields[0], clips_root / f"{stem}.mp4") if c.exists()),
+                    None)
+        if clip is None:
+            log.bad(split_file, number, f"clip {clips_root / stem} (a frame folder or {stem}.mp4) is missing")
+            continue
+        records.append(ClipRecord(str(clip), label))
+    return _finish(records, log, f"mafw {split} fold {fold}", split, options, stride=4, classes=MAFW_CLASSES)
 
 
 # --------------------------------------------------------------------------------------

@@ -64,7 +64,7 @@ class ModelSettings:
 
 @dataclass
 class DataSettings:
-    dataset: str = _f("synthetic", "dataset adapter: voxceleb2, dfew, ferv39k, csv, synthetic, synthface-stream")
+    dataset: str = _f("synthetic", "dataset adapter: voxceleb2, dfew, ferv39k, mafw, csv, synthetic, synthface-stream")
     root: str = _f("data/synthface", "dataset root folder (a relative path: from where the command starts)")
     options: dict[str, Any] = _f({}, "adapter options: fold, list_file, on_bad_line, synthface: {...}")
     classes: list[str] | None = _f(None, "csv adapter: the class names, in label-index order (None: the root's "
