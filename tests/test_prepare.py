@@ -204,3 +204,19 @@ def test_raw_footage_to_an_exported_model_through_the_installed_command(footage,
     p = _hi2m("export", "--hf", "runs/ft", "--out", "hf", cwd=work)
     assert p.returncode == 0, p.stderr[-3000:]
     assert json.loads((work / "hf" / "config.json").read_text())["id2label"] == {"0": "calm", "1": "smile"}
+
+
+def test_test_fraction_holds_out_whole_videos_per_class(tmp_path):
+    rows = ["path,label,start,end"] + [f"v{i}.mp4,a,{s},{s + 1}" for i in range(5) for s in (0, 1)] + ["w.mp4,b,,"]
+    for name in [f"v{i}.mp4" for i in range(5)] + ["w.mp4"]:
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "l.csv").write_text("\n".join(rows) + "\n")
+    jobs, _, _ = collect(tmp_path / "l.csv", test_fraction=0.4)
+    test_videos = {j.name for j in jobs if j.split == "test"}
+    assert len(test_videos) == 2 and all(n.startswith("v") for n in test_videos)  # 40% of a's 5; b has one video
+    assert all(j.split == "test" for j in jobs if j.name in test_videos)  # both spans of a held-out video
+    again, _, _ = collect(tmp_path / "l.csv", test_fraction=0.4)
+    assert [j.split for j in again] == [j.split for j in jobs]  # seeded
+    (tmp_path / "s.csv").write_text("path,label,split\nw.mp4,b,train\n")
+    with pytest.raises(ValueError, match="names its splits"):
+        collect(tmp_path / "s.csv", test_fraction=0.2)

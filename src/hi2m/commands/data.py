@@ -74,6 +74,9 @@ def _add_prepare(sub) -> None:
     p.add_argument("--classes", default=None,
                    help="class names, comma-separated or a file with one per line (default: the sorted folder "
                         "names or labels); a label outside the list is reported, not used")
+    p.add_argument("--test-fraction", type=float, default=0.0,
+                   help="a source without splits: hold out this share of each class's videos (all their clips) "
+                        "as the test split (seeded; default 0: everything is train)")
     p.add_argument("--size", type=int, default=224, help="crop side in pixels (default 224)")
     p.add_argument("--format", choices=("mp4", "frames"), default="mp4",
                    help="mp4: an H.264 file per clip (default); frames: a folder of jpg per clip")
@@ -112,7 +115,7 @@ def run_prepare(args: argparse.Namespace) -> int:
         classes = read_classes(args.classes)
         workers = args.workers or min(4, os.cpu_count() or 1)
         summary = prepare(args.src, args.out, opts, classes=classes, root=args.root, workers=workers,
-                          retry_failed=args.retry_failed, quiet=args.quiet)
+                          retry_failed=args.retry_failed, quiet=args.quiet, test_fraction=args.test_fraction)
     except (ValueError, FileNotFoundError) as err:
         print(f"hi2m data prepare: error: {err}", file=sys.stderr)
         return 2

@@ -289,13 +289,15 @@ def _run_job(job: Job, opts: PrepareOptions, dst: Path) -> dict[str, Any]:
 
 def prepare(src: str | os.PathLike[str], dst: str | os.PathLike[str], opts: PrepareOptions | None = None,
             classes: list[str] | None = None, root: str | os.PathLike[str] | None = None, workers: int = 1,
-            retry_failed: bool = False, quiet: bool = False, detector=None, stream=None) -> Summary:
+            retry_failed: bool = False, quiet: bool = False, detector=None, stream=None,
+            test_fraction: float = 0.0) -> Summary:
     """Prepare every clip job of ``src`` into ``dst`` (see the module docstring); returns the summary.
     ``detector``: an object with ``detect(frame)`` used in this process instead of ``opts.detector``
-    (tests); ``workers`` > 1 runs jobs in that many processes."""
+    (tests); ``workers`` > 1 runs jobs in that many processes; ``test_fraction``: hold out that share of
+    each class's videos as the ``test`` split when the source names no splits."""
     opts = opts or PrepareOptions()
     dst = Path(dst).absolute()
-    jobs, problems, classes = collect(src, classes, root)
+    jobs, problems, classes = collect(src, classes, root, test_fraction)
     records_dir = dst / ".prepare" / "records"
     records_dir.mkdir(parents=True, exist_ok=True)
     summary = Summary(problems=problems, classes=classes)

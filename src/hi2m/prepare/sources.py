@@ -15,6 +15,7 @@ the class list, a path outside the root, a missing file), never dropped silently
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import os
 import re
@@ -39,6 +40,7 @@ class Job:
     start: float | None = None  # seconds; None: from the start
     end: float | None = None  # seconds; None: to the end
     where: str = ""  # "list.csv:12" for a list row, else ""
+    split_given: bool = False  # the source named the split (a split column)
 
     @property
     def clip_id(self) -> str:
@@ -75,16 +77,24 @@ def read_classes(text: str | None) -> list[str] | None:
 
 
 def collect(src: str | os.PathLike[str], classes: list[str] | None = None,
-            root: str | os.PathLike[str] | None = None) -> tuple[list[Job], list[Problem], list[str]]:
+            root: str | os.PathLike[str] | None = None,
+            test_fraction: float = 0.0) -> tuple[list[Job], list[Problem], list[str]]:
     """(jobs, problems, class names) for a source folder or list file. Without ``classes`` the class list
-    is the sorted set of the folder names or of the list's labels."""
+    is the sorted set of the folder names or of the list's labels. ``test_fraction``: a source without
+    splits gets a ``test`` split of that share of each class's videos (see :func:`assign_test_split`)."""
     src = Path(src)
     if src.is_dir():
         jobs, problems = _from_folders(src)
+        explicit = any(j.split != "train" for j in jobs) or (src / "train").is_dir()
     elif src.is_file():
         jobs, problems = _from_list(src, Path(root) if root else src.parent)
+        explicit = any(j.split_given for j in jobs)
     else:
         raise FileNotFoundError(f"{src}: no such folder or list file")
+    if test_fraction:
+        if explicit:
+            raise ValueError(f"--test-fraction: {src} names its splits already")
+        jobs = assign_test_split(jobs, test_fraction)
     if classes is None:
         classes = sorted({j.label for j in jobs}, key=str.lower)
     known = {c.lower(): c for c in classes}
@@ -94,8 +104,30 @@ def collect(src: str | os.PathLike[str], classes: list[str] | None = None,
             problems.append(Problem(job.where or str(job.source), f"label {job.label!r} is not in the class list "
                                                                   f"({', '.join(classes)})", "label"))
         else:
-            kept.append(Job(job.source, job.name, known[job.label.lower()], job.split, job.start, job.end, job.where))
+            kept.append(dataclasses.replace(job, label=known[job.label.lower()]))
     return kept, problems, list(classes)
+
+
+def assign_test_split(jobs: list[Job], fraction: float, seed: int = 0) -> list[Job]:
+    """Move ``fraction`` of each label's source videos (at least one when a label has two or more) to the
+    ``test`` split, every span of a video with it -- clips of one video never sit on both sides. Seeded:
+    the same sources give the same split."""
+    import random
+
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"--test-fraction must be in (0, 1), got {fraction}")
+    test: set[str] = set()
+    by_label: dict[str, list[str]] = {}
+    for job in jobs:
+        names = by_label.setdefault(job.label.lower(), [])
+        if job.name not in names:
+            names.append(job.name)
+    for label in sorted(by_label):
+        names = sorted(by_label[label])
+        random.Random(f"{seed}-{label}").shuffle(names)
+        k = 0 if len(names) < 2 else max(1, round(fraction * len(names)))
+        test.update(names[:k])
+    return [dataclasses.replace(j, split="test") if j.name in test else j for j in jobs]
 
 
 def _from_folders(src: Path) -> tuple[list[Job], list[Problem]]:
@@ -170,5 +202,5 @@ def _from_list(list_file: Path, root: Path) -> tuple[list[Job], list[Problem]]:
             problems.append(Problem(where, f"{path} does not exist", "missing"))
             continue
         split = (fields.get("split") or "train").lower()
-        jobs.append(Job(path, fields["path"], fields["label"], split, start, end, where))
+        jobs.append(Job(path, fields["path"], fields["label"], split, start, end, where, bool(fields.get("split"))))
     return jobs, problems
