@@ -46,7 +46,7 @@ from typing import Any, Callable
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pretrain_step import SavedActivations, build_pair, make_step  # noqa: E402 - a sibling benchmark
+from pretrain_step import SavedActivations, _sync, alternate, build_pair, make_step  # noqa: E402 - a sibling benchmark
 
 # Dense (no sparsity) bf16 tensor-core peaks from the vendors' data sheets, FLOP/s; the first name that
 # occurs in torch.cuda.get_device_name() wins. Unknown devices use the bf16 matmul rate measured here.
@@ -146,11 +146,6 @@ class Clock:
         return self.seconds - (time.perf_counter() - self.start)
 
 
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def _autocast(device: str, precision: str):
     return torch.autocast(device.split(":")[0], dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
 
@@ -174,7 +169,7 @@ def stage_env(device: str) -> dict[str, Any]:
     else:
         env.update(name=platform.processor() or platform.machine(), sdpa_backends={"math/cpu-flash": True})
     peak, source = dense_bf16_peak(device)
-    env.update(bf16_peak_tflops=round(peak / 1e12, 1), bf16_peak_source=source)
+    env.update(bf16_peak_flops=peak, bf16_peak_tflops=round(peak / 1e12, 3), bf16_peak_source=source)
     return env
 
 
@@ -358,17 +353,10 @@ def step_row(size: str, prec: str, compiled: bool, device: str, sz: Sizes, peak:
             memory = torch.cuda.max_memory_allocated() / 2**20
         else:
             memory = None if compiled else saved.megabytes
-        out[name] = {"flops": flops, "memory_mb": memory, "first_step_s": first, "times": []}
-    for i in range(sz.warmup + sz.steps):
-        for name, (_, step) in steps.items():
-            _sync(device)
-            t0 = time.perf_counter()
-            step()
-            _sync(device)
-            if i >= sz.warmup:
-                out[name]["times"].append(time.perf_counter() - t0)
+        out[name] = {"flops": flops, "memory_mb": memory, "first_step_s": first}
+    times = alternate({k: v[1] for k, v in steps.items()}, sz.warmup, sz.steps, device)
     for name, r in out.items():
-        r["step_s"] = statistics.median(r.pop("times"))
+        r["step_s"] = statistics.median(times[name])
         r["clips_per_s"] = sz.batch / r["step_s"]
     ref = out["transformers"]
     for name, r in out.items():
@@ -670,7 +658,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 if kind == "env":
                     rec.put("env", None, stage_env(args.device))
-                    peak = rec.data["stages"]["env"]["bf16_peak_tflops"] * 1e12
+                    peak = rec.data["stages"]["env"]["bf16_peak_flops"]
                 elif kind == "correctness":
                     rec.put("correctness", None, stage_correctness(args.device, sz))
                 elif kind.startswith("step"):

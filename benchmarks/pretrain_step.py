@@ -42,7 +42,7 @@ def matmul_rate(dtype: torch.dtype, device: str, n: int = 2048, reps: int = 6) -
 
 
 def _sync(device: str) -> None:
-    if device == "cuda":
+    if device.startswith("cuda"):
         torch.cuda.synchronize()
 
 
@@ -135,15 +135,24 @@ def bench(size, precision, args, device):
             steps[name][1]()
             torch.cuda.synchronize()
             stats[name]["mem"] = torch.cuda.max_memory_allocated() / 2**20
-    for i in range(args.warmup + args.steps):  # alternate models step by step
-        for name, (_, step) in steps.items():
+    for name, times in alternate({k: v[1] for k, v in steps.items()}, args.warmup, args.steps, device).items():
+        stats[name]["times"] = times
+    return cfg, stats
+
+
+def alternate(steps: dict, warmup: int, timed: int, device: str) -> dict[str, list[float]]:
+    """Seconds of each of ``timed`` calls per step function, the functions alternated call by call (after
+    ``warmup`` untimed rounds) so that machine noise hits every model alike."""
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for i in range(warmup + timed):
+        for name, step in steps.items():
             _sync(device)
             t = time.perf_counter()
             step()
             _sync(device)
-            if i >= args.warmup:
-                stats[name]["times"].append(time.perf_counter() - t)
-    return cfg, stats
+            if i >= warmup:
+                times[name].append(time.perf_counter() - t)
+    return times
 
 
 def main() -> None:

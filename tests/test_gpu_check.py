@@ -34,7 +34,7 @@ def test_every_stage_writes_its_fields(smoke):
     data = json.loads((out / "gpu_check.json").read_text())
     st = data["stages"]
     assert {"env", "correctness", "step", "max_batch", "data", "study"} <= set(st)
-    assert st["env"]["device"] == "cpu" and st["env"]["bf16_peak_tflops"] > 0 and st["env"]["bf16_peak_source"]
+    assert st["env"]["device"] == "cpu" and st["env"]["bf16_peak_flops"] > 0 and st["env"]["bf16_peak_source"]
 
     checks = {k: v for k, v in st["correctness"].items() if isinstance(v, dict) and "rel_err" in v}
     names = " ".join(checks)

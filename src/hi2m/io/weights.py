@@ -86,10 +86,7 @@ def load_pretrained(directory: str | Path, map_location: str | torch.device = "c
     for p in (config_path, weights_path):
         if not p.is_file():
             raise FileNotFoundError(f"{p} not found: a model directory holds {CONFIG_NAME} and {WEIGHTS_NAME}")
-    try:
-        description = json.loads(config_path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{config_path}: invalid JSON ({e})") from e
+    description = _read_json(config_path)
     model = build_model(description)
     load_state_dict_strict(model, load_file(str(weights_path), device=str(map_location)), source=str(weights_path))
     model.metadata = description.get("metadata", {})
@@ -114,10 +111,7 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     config = path / CONFIG_NAME
     if not config.is_file():
         raise FileNotFoundError(f"{config} not found: a model folder holds {CONFIG_NAME} and its weights")
-    try:
-        description = json.loads(config.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{config}: invalid JSON ({e})") from e
+    description = _read_json(config)
     if description.get("format") == FORMAT:
         from safetensors.torch import load_file
 
@@ -131,6 +125,13 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
         return hf_to_hi2m_state_dict(_transformers_weights(path))
     raise ValueError(f"{config}: neither an hi2m model (format: hi2m) nor a transformers VideoMAE "
                      f"(model_type: videomae), found model_type {description.get('model_type')!r}")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: invalid JSON ({e})") from e
 
 
 def _transformers_weights(folder: Path) -> dict[str, torch.Tensor]:
