@@ -100,7 +100,7 @@ SMOKE = Sizes(sizes=("micro",), frames=4, image=32, batch=2, steps=2, warmup=1, 
               study_model=(("size", "micro"), ("patch_size", 8), ("tubelet_size", 2), ("mask_ratio", 0.75)),
               study_frames=8, study_size=32, study_batch=4, study_finetune_steps=3, study_few_steps=2,
               study_budgets=(3, 1), study_test=14, study_calibration_steps=12, study_min_steps=4,
-              study_pretrain_cap_s=8.0)
+              study_pretrain_cap_s=3.0)
 
 # Planned seconds per item on a GPU (and on a CPU at smoke sizes), in the order items are chosen when the
 # budget is short: what matters most first. The study takes what is left, at least ``STUDY_MIN``.
