@@ -26,3 +26,13 @@ def make_detector(name: str = "auto", device: str = "cpu") -> FaceDetector:
         if name == "mtcnn" or find_weights() is not None:
             return MTCNNFaceDetector(device=device)
     return HaarFaceDetector()
+
+
+def detector_name(name: str = "auto") -> str:
+    """The detector ``make_detector(name)`` builds, without building it (``auto``: mtcnn when its weights
+    are installed, else haar)."""
+    if name != "auto":
+        return name
+    from hi2m.infer.mtcnn import find_weights
+
+    return "mtcnn" if find_weights() is not None else "haar"

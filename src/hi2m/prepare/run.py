@@ -327,7 +327,9 @@ def prepare(src: str | os.PathLike[str], dst: str | os.PathLike[str], opts: Prep
         bar.line(f"hi2m data prepare: {len(done)} clips finished by an earlier run are skipped"
                  + (f" ({failed_before} of them failed; --retry-failed retries those)" if failed_before else ""))
     if todo:
-        name = getattr(detector, "name", None) or opts.detector
+        from hi2m.infer.detectors import detector_name
+
+        name = getattr(detector, "name", None) or detector_name(opts.detector)
         bar.line(f"hi2m data prepare: {len(todo)} clips from {len(set(j.source for j in todo))} videos, "
                  f"{workers} worker(s), detector {name}, face {opts.face}, {opts.size}px {opts.format}")
     bar.reset(len(todo), "prepare")

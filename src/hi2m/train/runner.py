@@ -302,6 +302,10 @@ def _record_warm_start(run_dir: Path, report: WarmStart, trainer: pl.Trainer) ->
 
 
 def _module(cls, cfg, mcfg, n_train: int, trainer: pl.Trainer, **kw):
+    if n_train < cfg.data.batch_size * trainer.world_size:  # the loaders drop the last partial batch
+        raise ConfigError(f"data.batch_size: the training split has {n_train} clips, fewer than one batch of "
+                          f"{cfg.data.batch_size} x {trainer.world_size} device(s) -- nothing would be trained; "
+                          "lower data.batch_size")
     spe = steps_per_epoch(n_train, cfg, trainer.world_size)
     total = cfg.trainer.max_steps if cfg.trainer.max_steps > 0 else spe * cfg.optim.epochs
     warmup = int(round(cfg.optim.warmup_epochs * spe))
