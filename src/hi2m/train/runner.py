@@ -279,6 +279,7 @@ def pretrain(cfg: RunConfig, resume: str | Path | None = None, extra_callbacks=(
     train_set = tdata.pretrain_dataset(cfg, mcfg)
     trainer, _ = build_trainer(cfg, run_dir, monitor=None, extra_callbacks=extra_callbacks,
                                resuming=ckpt_path is not None)
+    _one_batch_at_least(len(train_set), cfg, trainer)
     module = _module(PretrainModule, cfg, mcfg, len(train_set), trainer)
     if cfg.model.init and ckpt_path is None:
         report = warm_start(module.model, read_weights(cfg.model.init), cfg.model.init)
@@ -301,11 +302,15 @@ def _record_warm_start(run_dir: Path, report: WarmStart, trainer: pl.Trainer) ->
                      lambda tmp: Path(tmp).write_text(json.dumps(report.to_dict(), indent=1) + "\n"))
 
 
-def _module(cls, cfg, mcfg, n_train: int, trainer: pl.Trainer, **kw):
-    if n_train < cfg.data.batch_size * trainer.world_size:  # the loaders drop the last partial batch
+def _one_batch_at_least(n_train: int, cfg: RunConfig, trainer: pl.Trainer) -> None:
+    """The loaders drop a last partial batch: a training split smaller than one batch would train nothing."""
+    if n_train < cfg.data.batch_size * trainer.world_size:
         raise ConfigError(f"data.batch_size: the training split has {n_train} clips, fewer than one batch of "
                           f"{cfg.data.batch_size} x {trainer.world_size} device(s) -- nothing would be trained; "
                           "lower data.batch_size")
+
+
+def _module(cls, cfg, mcfg, n_train: int, trainer: pl.Trainer, **kw):
     spe = steps_per_epoch(n_train, cfg, trainer.world_size)
     total = cfg.trainer.max_steps if cfg.trainer.max_steps > 0 else spe * cfg.optim.epochs
     warmup = int(round(cfg.optim.warmup_epochs * spe))
@@ -339,6 +344,7 @@ def finetune(cfg: RunConfig, resume: str | Path | None = None, verbose: bool = T
     names = _class_names(train_set)
     trainer, ckpt_cb = build_trainer(cfg, run_dir, monitor="val/uar" if f.select == "val" else None,
                                      extra_callbacks=extra_callbacks, resuming=ckpt_path is not None)
+    _one_batch_at_least(len(train_set), cfg, trainer)
     module = _module(FinetuneModule, cfg, mcfg, len(train_set), trainer, num_classes=len(names), class_names=names)
     check_free_space(run_dir, module, cfg.trainer.keep_checkpoints + 3)
     notes = []
