@@ -339,3 +339,13 @@ def test_dfew_folds_report_each_fold_and_mean_std(tmp_path):
     changed = dict(cfg, seed=cfg["seed"] + 1)
     with pytest.raises(ValueError, match="changed config"):
         finetune(changed, resume=base)
+
+
+def test_a_training_split_smaller_than_one_batch_is_refused(synth_root, tmp_path):
+    from hi2m.train.config import ConfigError
+    from hi2m.train.runner import finetune, pretrain
+
+    for job in (pretrain, finetune):
+        with pytest.raises(ConfigError, match=r"data.batch_size: the training split has 28 clips, fewer than one batch of 64"):
+            job(tiny_cfg(synth_root, tmp_path, run={"name": job.__name__}, data={"batch_size": 64},
+                         finetune={"select": "last"}))
