@@ -60,3 +60,16 @@ def test_cli_export_and_exit_codes(classifier, tmp_path, capsys):
     assert main(["export", "--onnx", str(pre_dir), "--out", str(tmp_path / "p.onnx")]) == 2
     assert "VideoClassifier" in capsys.readouterr().err
     assert main(["export", "--onnx", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.onnx")]) == 2
+
+
+def test_class_names_and_input_spec_travel_in_the_file(tmp_path):
+    import json
+
+    import onnx
+
+    model = VideoClassifier(HI2MConfig.from_name("micro", num_frames=8, image_size=32), 2, ("calm", "smile"))
+    export_onnx(model, tmp_path / "c.onnx", check=False)
+    props = {p.key: p.value for p in onnx.load(str(tmp_path / "c.onnx")).metadata_props}
+    assert json.loads(props["id2label"]) == {"0": "calm", "1": "smile"}
+    assert props["num_frames"] == "8" and props["image_size"] == "32"
+    assert json.loads(props["pixel_mean"]) == pytest.approx(list(model.cfg.pixel_mean))

@@ -69,6 +69,7 @@ def export_onnx(model: nn.Module, out: str | Path, opset: int = MIN_OPSET, check
             input_names=["video"], output_names=["logits", "features"],
             dynamic_axes={"video": {0: "batch"}, "logits": {0: "batch"}, "features": {0: "batch"}},
         )
+    add_metadata(out, model)
     report = ExportReport(out, opset, float("nan"), float("nan"), 0)
     if check:
         video = torch.randn(check_batch, *example.shape[1:], generator=g)
@@ -78,6 +79,23 @@ def export_onnx(model: nn.Module, out: str | Path, opset: int = MIN_OPSET, check
         report.max_abs_diff_features = float(np.abs(feat - ref_feat).max())
         report.batch_checked = check_batch
     return report
+
+
+def add_metadata(path: Path, model: VideoClassifier) -> None:
+    """Write what a consumer needs beside the graph into the file's ``metadata_props``: ``id2label`` (JSON,
+    the class names by logit index), the input geometry and the normalisation the input expects."""
+    import json
+
+    import onnx
+
+    cfg = model.cfg
+    graph = onnx.load(str(path))
+    props = {"id2label": json.dumps({str(i): n for i, n in enumerate(model.class_names)}),
+             "num_frames": str(cfg.num_frames), "image_size": str(cfg.image_size),
+             "pixel_mean": json.dumps(list(cfg.pixel_mean)), "pixel_std": json.dumps(list(cfg.pixel_std)),
+             "producer": "hi2m"}
+    onnx.helper.set_model_props(graph, props)
+    onnx.save(graph, str(path))
 
 
 def run_onnx(path: str | Path, video: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
