@@ -132,7 +132,10 @@ class Record:
 
         text = json.dumps(self.data, indent=2, default=str) + "\n"
         atomic_write(self.out / "gpu_check.json", lambda p: Path(p).write_text(text))
-        md = markdown(self.data)
+        try:
+            md = markdown(self.data)
+        except Exception as exc:  # noqa: BLE001 - the table is a view of the JSON; never lose the run over it
+            md = f"(the table could not be drawn: {type(exc).__name__}: {exc}; see gpu_check.json)\n"
         atomic_write(self.out / "gpu_check.md", lambda p: Path(p).write_text(md))
 
 
@@ -362,7 +365,7 @@ def step_row(size: str, prec: str, compiled: bool, device: str, sz: Sizes, peak:
     for name, r in out.items():
         r["time_vs_transformers"] = r["step_s"] / ref["step_s"]
         r["memory_vs_transformers"] = r["memory_mb"] / ref["memory_mb"] if r["memory_mb"] and ref["memory_mb"] else None
-        r["mfu"] = r["flops"] / (r["step_s"] * peak) if r["flops"] else None
+        r["mfu"] = r["flops"] / (r["step_s"] * peak) if r["flops"] and peak else None
     out["memory_kind"] = "peak CUDA allocated" if device.startswith("cuda") else "activations saved for backward"
     hf = getattr(models["transformers"], "_orig_mod", models["transformers"])
     out["transformers_attention"] = getattr(hf.config, "_attn_implementation", None)
@@ -573,11 +576,14 @@ def markdown(data: dict[str, Any]) -> str:
     if mb:
         lines += ["| largest batch (bf16) | " + " | ".join(PEERS) + " |", "|---" * (len(PEERS) + 1) + "|"]
         for key, row in mb.items():
+            if "error" in row:
+                lines.append(f"| {key} | failed: {row['error']} |||")
+                continue
             lines.append(f"| {key} | " + " | ".join(
                 f"{row[p]['max_batch']}{'+' if row[p]['capped'] else ''}" for p in PEERS) + " |")
         lines.append("")
     d = st.get("data")
-    if d:
+    if d and "error" not in d:
         needed = "; ".join(f"{k}: {v['workers']} (at {v['clips_per_s']:.0f} clips/s)"
                            for k, v in d.get("workers_needed", {}).items())
         lines += [f"Data path ({d['clip']}): {d['clips_per_s_one_worker']:.1f} clips/s per worker, "
