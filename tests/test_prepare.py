@@ -220,3 +220,26 @@ def test_test_fraction_holds_out_whole_videos_per_class(tmp_path):
     (tmp_path / "s.csv").write_text("path,label,split\nw.mp4,b,train\n")
     with pytest.raises(ValueError, match="names its splits"):
         collect(tmp_path / "s.csv", test_fraction=0.2)
+
+
+def test_face_longest_follows_the_face_seen_most(tmp_path):
+    """A large colour face for the first 10 frames, a smaller grey face for all 40: ``largest`` starts on
+    the colour face, ``longest`` crops the grey one from the first frame."""
+    from hi2m.infer.detect import HaarFaceDetector
+
+    big = astronaut_frames(40, 240, 240)
+    small = astronaut_frames(40, 160, 160, seed=1)
+    grey = small.mean(axis=3, keepdims=True).repeat(3, axis=3).astype(np.uint8)
+    video = np.zeros((40, 240, 420, 3), np.uint8)
+    video[:10, :, :240] = big[:10]
+    video[:, 40:200, 250:410] = grey
+    (tmp_path / "raw" / "x").mkdir(parents=True)
+    write_video(tmp_path / "raw" / "x" / "two.mp4", video)
+    colour = {}
+    for face in ("largest", "longest"):
+        prepare(tmp_path / "raw", tmp_path / face, PrepareOptions(face=face, min_frames=4),
+                detector=HaarFaceDetector())
+        row = _read_csv(tmp_path / face / "manifest-train.csv")[0]
+        first = _decode(tmp_path / face / row["path"])[0].astype(float)
+        colour[face] = np.abs(first[..., 0] - first[..., 2]).mean()
+    assert colour["largest"] > 10 and colour["longest"] < 3
