@@ -246,8 +246,8 @@ def stage_correctness(device: str, sz: Sizes) -> dict[str, Any]:
             checks[f"encoder vs transformers on device ({prec})"] = _check(mine, theirs, prec)
         del hf, ours
 
-        # Eq. 1-4 and 7 on the device against the same functions in float64 on the CPU (which
-        # tests/test_objectives.py checks against plain loops)
+        # Eq. 1-4 and 7: hi2m.model.objectives on the device against reference_equations, written
+        # independently here in float64 on the CPU (the objectives compute in float32 by design)
         clip = torch.rand(4, 3, 8, 32, 32, generator=g, dtype=torch.float64)  # (B, C, T, H, W)
         pred = torch.randn(4, 64, 2 * 8 * 8 * 3, generator=g, dtype=torch.float64)  # (B, N, ts*p*p*C)
         masked = torch.rand(4, 64, generator=g) < 0.75  # (B, N)
@@ -262,7 +262,7 @@ def stage_correctness(device: str, sz: Sizes) -> dict[str, Any]:
             return {"Eq. 1 dual targets": t, "Eq. 1 token losses": tok, "Eq. 2-3 HSM weights": w,
                     "Eq. 4 HSM loss": obj.hsm_loss(ls, w), "Eq. 7 HRD loss": obj.hrd_loss(lp, tok, masked.to(x.device))}
 
-        ref = equations(clip, pred, logits, torch.float64)
+        ref = reference_equations(clip, pred, logits, masked, patch=8, tubelet=2)
         for prec, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
             got = equations(clip.to(device), pred.to(device), logits.to(device), dtype)
             for name in ref:
@@ -286,6 +286,37 @@ def stage_correctness(device: str, sz: Sizes) -> dict[str, Any]:
     checks["all_pass"] = all(c["pass"] for c in checks.values() if isinstance(c, dict))
     checks["tolerances"] = {k: f"max |got - ref| / max |ref| <= {v}" for k, v in TOLERANCE.items()}
     return checks
+
+
+def reference_equations(video: torch.Tensor, pred: torch.Tensor, logits: torch.Tensor, masked: torch.Tensor,
+                        patch: int, tubelet: int) -> dict[str, torch.Tensor]:
+    """Eq. 1-4 and 7 in float64, one token (a tubelet of ``tubelet`` frames x ``patch`` x ``patch``) at a time,
+    tokens in time-major order: the dual targets (the normalised first frame | the differences of consecutive
+    normalised frames, each (row, column, channel)), per-token MSE, per-clip mean, HSM's softplus weights over
+    the batch (population std + 1e-6), their weighted mean, and the REINFORCE loss with the token loss as
+    reward averaged over the masked tokens of each clip, then over clips."""
+    x = video.double()  # (B, C, T, H, W)
+    B, C, T, H, W = x.shape
+    tokens = []
+    for t0 in range(0, T, tubelet):
+        for r0 in range(0, H, patch):
+            for c0 in range(0, W, patch):
+                cube = x[:, :, t0:t0 + tubelet, r0:r0 + patch, c0:c0 + patch].reshape(B, C, -1)  # (B, C, ts*p*p)
+                norm = (cube - cube.mean(-1, keepdim=True)) / (cube.std(-1, keepdim=True) + 1e-6)
+                norm = norm.reshape(B, C, tubelet, patch, patch)
+                appearance = norm[:, :, 0].permute(0, 2, 3, 1).reshape(B, -1)  # (B, p*p*C)
+                motion = (norm[:, :, 1:] - norm[:, :, :-1]).permute(0, 2, 3, 4, 1).reshape(B, -1)
+                tokens.append(torch.cat([appearance, motion], 1))
+    target = torch.stack(tokens, 1)  # (B, N, D)
+    tok = (pred.double() - target).pow(2).mean(-1)  # (B, N)
+    per_clip = tok.mean(-1)  # (B,)
+    z = (per_clip - per_clip.mean()) / ((per_clip - per_clip.mean()).pow(2).mean().sqrt() + 1e-6)
+    w = torch.log1p(torch.exp(z))  # softplus
+    log_p = torch.log_softmax(logits.double(), -1)  # (B, N)
+    m = masked.double()
+    hrd = (-(log_p * tok * m).sum(1) / m.sum(1)).mean()
+    return {"Eq. 1 dual targets": target, "Eq. 1 token losses": tok, "Eq. 2-3 HSM weights": w,
+            "Eq. 4 HSM loss": (w * per_clip).mean(), "Eq. 7 HRD loss": hrd}
 
 
 def _check(got: torch.Tensor, want: torch.Tensor, prec: str) -> dict[str, Any]:

@@ -42,6 +42,7 @@ def test_every_stage_writes_its_fields(smoke):
                "Eq. 7 HRD loss", "HI2M loss, Eq. 8"):
         assert f"{eq} (fp32" in names and f"{eq} (bf16" in names, eq
     assert all(v["pass"] and 0 <= v["rel_err"] <= v["tol"] for v in checks.values())
+    assert checks["Eq. 1 dual targets (fp32 inputs)"]["rel_err"] > 0  # float32 against float64: not the same code
     assert st["correctness"]["all_pass"] is True
     # bf16 really ran in bf16: its error is well above fp32 rounding on the encoder
     assert checks["encoder vs float64 transformers (bf16)"]["rel_err"] > 10 * checks[
@@ -114,3 +115,28 @@ def test_a_run_cut_short_keeps_what_it_measured(tmp_path):
     kept = json.loads((out / "gpu_check.json").read_text())  # still whole JSON: every write was atomic
     assert kept["stages"]["env"]["device"] == "cpu" and kept["stages"]["correctness"]["all_pass"] is True
     assert "| check | rel. error" in (out / "gpu_check.md").read_text()
+
+
+def test_the_float64_reference_is_independent_and_can_fail():
+    import torch
+
+    sys.path.insert(0, str(SCRIPT.parent))
+    import gpu_check
+
+    from hi2m.model import objectives as obj
+
+    g = torch.Generator().manual_seed(3)
+    clip = torch.rand(2, 3, 4, 16, 16, generator=g, dtype=torch.float64)
+    pred = torch.randn(2, 8, 2 * 8 * 8 * 3, generator=g, dtype=torch.float64)
+    masked = torch.rand(2, 8, generator=g) < 0.6
+    masked[:, 0] = True
+    logits = torch.randn(2, 8, generator=g, dtype=torch.float64)
+    ref = gpu_check.reference_equations(clip, pred, logits, masked, patch=8, tubelet=2)
+    target = obj.dual_targets(clip.float(), patch_size=8, tubelet_size=2)
+    tok = obj.token_losses(pred.float(), target)
+    assert gpu_check._rel_err(target, ref["Eq. 1 dual targets"]) < 1e-5
+    assert gpu_check._rel_err(tok, ref["Eq. 1 token losses"]) < 1e-5
+    hrd = obj.hrd_loss(torch.log_softmax(logits.float(), -1), tok, masked)
+    assert gpu_check._rel_err(hrd, ref["Eq. 7 HRD loss"]) < 1e-5
+    swapped = torch.cat([target[..., 192:], target[..., :192]], -1)  # motion before appearance: wrong
+    assert gpu_check._rel_err(swapped, ref["Eq. 1 dual targets"]) > 0.1
