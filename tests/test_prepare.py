@@ -76,6 +76,10 @@ def test_sources_from_folders_and_lists(tmp_path):
         ("test", "a"), ("test", "b"), ("train", "a"), ("train", "b")]
     assert [p.kind for p in problems] == ["not_video"] and "notes.txt" in problems[0].where
     assert len({j.clip_id for j in jobs}) == 4  # the same file name in four folders: four outputs
+    (tmp_path / "f" / "train" / "a" / "out" / "clips").mkdir(parents=True)  # an output folder inside the source
+    (tmp_path / "f" / "train" / "a" / "out" / "clips" / "y.mp4").write_bytes(b"")
+    assert len(collect(tmp_path / "f", exclude=tmp_path / "f" / "train" / "a" / "out")[0]) == 4
+    assert len(collect(tmp_path / "f")[0]) == 5
 
     (tmp_path / "v.mp4").write_bytes(b"")
     (tmp_path / "l.csv").write_text("label,end,path\nsmile,2,v.mp4\nangry,,v.mp4\nsmile,x,v.mp4\n"

@@ -297,7 +297,7 @@ def prepare(src: str | os.PathLike[str], dst: str | os.PathLike[str], opts: Prep
     each class's videos as the ``test`` split when the source names no splits."""
     opts = opts or PrepareOptions()
     dst = Path(dst).absolute()
-    jobs, problems, classes = collect(src, classes, root, test_fraction)
+    jobs, problems, classes = collect(src, classes, root, test_fraction, exclude=dst)
     records_dir = dst / ".prepare" / "records"
     records_dir.mkdir(parents=True, exist_ok=True)
     summary = Summary(problems=problems, classes=classes)

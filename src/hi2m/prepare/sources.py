@@ -77,14 +77,15 @@ def read_classes(text: str | None) -> list[str] | None:
 
 
 def collect(src: str | os.PathLike[str], classes: list[str] | None = None,
-            root: str | os.PathLike[str] | None = None,
-            test_fraction: float = 0.0) -> tuple[list[Job], list[Problem], list[str]]:
+            root: str | os.PathLike[str] | None = None, test_fraction: float = 0.0,
+            exclude: str | os.PathLike[str] | None = None) -> tuple[list[Job], list[Problem], list[str]]:
     """(jobs, problems, class names) for a source folder or list file. Without ``classes`` the class list
     is the sorted set of the folder names or of the list's labels. ``test_fraction``: a source without
-    splits gets a ``test`` split of that share of each class's videos (see :func:`assign_test_split`)."""
+    splits gets a ``test`` split of that share of each class's videos (see :func:`assign_test_split`).
+    ``exclude``: a folder not to read (the output, when it lies inside the source folder)."""
     src = Path(src)
     if src.is_dir():
-        jobs, problems = _from_folders(src)
+        jobs, problems = _from_folders(src, Path(exclude).resolve() if exclude else None)
         explicit = any(j.split != "train" for j in jobs) or (src / "train").is_dir()
     elif src.is_file():
         jobs, problems = _from_list(src, Path(root) if root else src.parent)
@@ -130,8 +131,11 @@ def assign_test_split(jobs: list[Job], fraction: float, seed: int = 0) -> list[J
     return [dataclasses.replace(j, split="test") if j.name in test else j for j in jobs]
 
 
-def _from_folders(src: Path) -> tuple[list[Job], list[Problem]]:
-    top = sorted(p for p in src.iterdir() if p.is_dir() and not p.name.startswith("."))
+def _from_folders(src: Path, exclude: Path | None = None) -> tuple[list[Job], list[Problem]]:
+    def skipped(path: Path) -> bool:
+        return path.name.startswith(".") or (exclude is not None and path.resolve().is_relative_to(exclude))
+
+    top = sorted(p for p in src.iterdir() if p.is_dir() and not skipped(p))
     if top and all(p.name.lower() in SPLIT_FOLDERS for p in top):
         splits = [(p.name.lower(), p) for p in top]
     else:
@@ -139,13 +143,13 @@ def _from_folders(src: Path) -> tuple[list[Job], list[Problem]]:
     jobs: list[Job] = []
     problems: list[Problem] = []
     for split, folder in splits:
-        for label_dir in sorted(p for p in folder.iterdir() if not p.name.startswith(".")):
+        for label_dir in sorted(p for p in folder.iterdir() if not skipped(p)):
             if not label_dir.is_dir():
                 problems.append(Problem(str(label_dir), "a file beside the class folders (expected <label>/<video>)",
                                         "not_video"))
                 continue
             for path in sorted(label_dir.rglob("*")):
-                if path.name.startswith(".") or path.is_dir():
+                if path.is_dir() or skipped(path) or any(part.startswith(".") for part in path.relative_to(src).parts):
                     continue
                 if path.suffix.lower() not in VIDEO_EXTENSIONS:
                     problems.append(Problem(str(path), f"not a video file name (suffix {path.suffix or 'none'})",
