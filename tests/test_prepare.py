@@ -247,3 +247,16 @@ def test_face_longest_follows_the_face_seen_most(tmp_path):
         first = _decode(tmp_path / face / row["path"])[0].astype(float)
         colour[face] = np.abs(first[..., 0] - first[..., 2]).mean()
     assert colour["largest"] > 10 and colour["longest"] < 3
+
+
+def test_a_rerun_with_other_options_is_refused(tmp_path):
+    from hi2m.infer.detect import HaarFaceDetector
+
+    (tmp_path / "raw" / "a").mkdir(parents=True)
+    shutil.copy(media("single_face.mp4"), tmp_path / "raw" / "a" / "v.mp4")
+    prepare(tmp_path / "raw", tmp_path / "out", PrepareOptions(fps=5, size=64), detector=HaarFaceDetector())
+    with pytest.raises(ValueError, match=r"other options \(size: 64 before, 112 now\)"):
+        prepare(tmp_path / "raw", tmp_path / "out", PrepareOptions(fps=5, size=112), detector=HaarFaceDetector())
+    again = prepare(tmp_path / "raw", tmp_path / "out", PrepareOptions(fps=5, size=64, time_limit=30),
+                    detector=HaarFaceDetector())
+    assert again.skipped_done == 1  # the time limit does not shape the clips

@@ -26,7 +26,7 @@ import os
 import shutil
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -300,6 +300,7 @@ def prepare(src: str | os.PathLike[str], dst: str | os.PathLike[str], opts: Prep
     jobs, problems, classes = collect(src, classes, root, test_fraction, exclude=dst)
     records_dir = dst / ".prepare" / "records"
     records_dir.mkdir(parents=True, exist_ok=True)
+    _same_options(dst, opts, detector)
     summary = Summary(problems=problems, classes=classes)
     stream = stream or sys.stderr
     bar = Progress(0, "prepare", unit="clips", stream=stream, quiet=quiet)
@@ -365,6 +366,24 @@ def prepare(src: str | os.PathLike[str], dst: str | os.PathLike[str], opts: Prep
     summary.failed = sum(r["status"] != "ok" for r in summary.records)
     write_outputs(dst, summary)
     return summary
+
+
+def _same_options(dst: Path, opts: PrepareOptions, detector) -> None:
+    """The options that shape the clips are kept in ``.prepare/options.json``; a rerun into the same folder
+    with other ones would mix two kinds of clips, so it is refused naming what differs."""
+    from hi2m.infer.detectors import detector_name
+
+    current = {k: v for k, v in asdict(opts).items() if k != "time_limit"}
+    current["detector"] = getattr(detector, "name", None) or detector_name(opts.detector)
+    path = dst / ".prepare" / "options.json"
+    saved = _read_record(path)
+    if saved is not None and saved != current:
+        diff = ", ".join(f"{k}: {saved.get(k)!r} before, {current.get(k)!r} now" for k in sorted(set(saved) | set(current))
+                         if saved.get(k) != current.get(k))
+        raise ValueError(f"{dst} holds clips prepared with other options ({diff}); use another --out, or the "
+                         "same options to continue it")
+    if saved is None:
+        atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(current, sort_keys=True) + "\n"))
 
 
 def _read_record(path: Path) -> dict[str, Any] | None:
