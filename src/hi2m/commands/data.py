@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     check.add_argument("name", choices=DATASET_NAMES, help="dataset adapter")
     check.add_argument("root", help="dataset root folder")
     check.add_argument("--split", default=None, help="split (default: the adapter's default)")
-    check.add_argument("--fold", type=int, default=None, help="DFEW fold 1-5")
+    check.add_argument("--fold", type=int, default=None, help="DFEW / MAFW fold 1-5")
     check.add_argument("--list-file", default=None, help="csv adapter: list file (relative to root)")
     check.add_argument("--cache-dir", default=None, help="voxceleb2: where to cache the file index")
     check.add_argument("--num-frames", type=int, default=16, help="frames per window (default 16)")
