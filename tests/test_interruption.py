@@ -134,16 +134,20 @@ def test_preemption_signal_checkpoints_exits_75_and_resume_auto_finishes(synth_r
     cfg = write_cfg(synth_root, tmp_path, "job", trainer={"checkpoint_every_n_steps": 0})  # only the signal writes
     proc = start(cfg, "--resume", "auto")  # the same command for the first submission and the requeued one
     deadline = time.monotonic() + 240
-    while not step_losses(tmp_path / "job") or max(step_losses(tmp_path / "job")) < 9:
+    losses: dict[int, float] = {}
+    while not losses or max(losses) < 9:  # one read per look: the log may be rewritten while it is read
         assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-3000:] if proc.poll() else ""
         time.sleep(0.01)
-    sent_after = max(step_losses(tmp_path / "job"))
+        losses = step_losses(tmp_path / "job")
+    sent_after = max(losses)
     os.kill(proc.pid, signum)
     out = proc.communicate(timeout=120)[0]
     assert proc.returncode == 75, out[-3000:]
     assert signal.Signals(signum).name in out and "--resume" in out
     steps = [int(p.stem.split("-")[1]) for p in (tmp_path / "job" / "checkpoints").glob("step-*.ckpt")]
-    assert len(steps) == 1 and sent_after <= steps[0] <= sent_after + 2  # within a step or so of the signal
+    # the checkpoint is taken at the first step boundary after the signal, and no step runs after it (how
+    # many steps ran between the look and the signal depends on the machine's load, not on hi2m)
+    assert len(steps) == 1 and sent_after < steps[0] == max(step_losses(tmp_path / "job")) + 1, (steps, sent_after)
     again = start(cfg, "--resume", "auto")
     out = again.communicate(timeout=600)[0]
     assert again.returncode == 0, out[-3000:]
