@@ -260,3 +260,36 @@ def test_a_rerun_with_other_options_is_refused(tmp_path):
     again = prepare(tmp_path / "raw", tmp_path / "out", PrepareOptions(fps=5, size=64, time_limit=30),
                     detector=HaarFaceDetector())
     assert again.skipped_done == 1  # the time limit does not shape the clips
+
+
+def test_a_late_span_is_reached_by_seeking_with_exact_frame_indices(tmp_path):
+    """20 s at 25 fps, every frame carrying its index in its pixels, keyframes every 50 frames: a span from
+    12 s starts at frame 300 exactly, without decoding the 300 frames before it (at most one GOP early)."""
+    from hi2m.data.writer import index_pattern, read_index_pattern
+    from hi2m.data.writer import write_video as write_indexed
+    from hi2m.infer.frames import SequentialVideo
+
+    path = tmp_path / "long.mp4"
+    write_indexed(path, (index_pattern(i % 256, 64, 64) for i in range(500)), fps=25, gop=50)  # 8-bit code
+    with SequentialVideo(path) as video:
+        got = [(i, t, read_index_pattern(rgb)) for i, t, rgb in video.frames(1, start=12.0)]
+    assert len(got) <= 500 - 300 + 50  # began at most one keyframe interval before 12 s
+    at = [g for g in got if g[1] >= 12.0 - 1e-6]
+    assert at[0][0] == 300 and at[0][2] == 300 % 256 and abs(at[0][1] - 12.0) < 1e-6
+    assert all(i % 256 == pattern for i, _, pattern in got)  # every index is the frame's true index
+    assert [g[0] for g in got] == list(range(got[0][0], 500))
+    with SequentialVideo(path) as video:  # past the end: only frames before it (which callers drop), no error
+        assert all(t < 30.0 for _, t, _ in video.frames(1, start=30.0))
+
+    class Everywhere:  # a face box in every frame: this test is about the span, not the detector
+        name = "everywhere"
+
+        def detect(self, frame):
+            return [Box(8, 8, 56, 56)]
+
+    (tmp_path / "spans.csv").write_text("path,label,start,end\nlong.mp4,a,12,14\nlong.mp4,a,25,26\n")
+    summary = prepare(tmp_path / "spans.csv", tmp_path / "out", PrepareOptions(min_frames=4), detector=Everywhere())
+    row = _read_csv(tmp_path / "out" / "manifest-train.csv")[0]
+    assert (row["start_frame"], row["end_frame"], row["frames"]) == ("300", "349", "50")
+    report = _read_csv(tmp_path / "out" / "prepare-report.csv")
+    assert summary.kept == 1 and "no frame in the requested span" in report[0]["reason"]

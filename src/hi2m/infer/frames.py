@@ -73,23 +73,40 @@ class SequentialVideo:
             duration=duration, codec=str(ctx.name), fps_known=bool(rate),
         )
 
-    def frames(self, stride: int = 1) -> Iterator[tuple[int, float, np.ndarray | None]]:
+    def frames(self, stride: int = 1, start: float | None = None
+               ) -> Iterator[tuple[int, float, np.ndarray | None]]:
         """Yield (frame index, time in seconds from the first frame, RGB (H, W, 3) or None) for every
         decoded frame; only frames whose index is a multiple of ``stride`` are converted (others: None).
         Inside a :func:`~hi2m.data.boundary.file_boundary`, only the time spent decoding counts against its
-        limit (the clock stops while the caller holds a frame)."""
+        limit (the clock stops while the caller holds a frame).
 
-        first_time: float | None = None
-        index = 0
+        ``start`` (seconds): seek to the keyframe at or before it first, so a span late in a long video is not
+        decoded from the beginning; decoding then begins up to one keyframe interval early (callers drop the
+        frames before ``start``), times count from the stream's start, and indices are time x fps (exact at
+        a constant frame rate). A ``start`` past the end yields nothing."""
+        seek = bool(start and start > 0)
+        origin = 0.0
+        if seek:
+            base = self._stream.time_base
+            origin = float((self._stream.start_time or 0) * base) if base else 0.0
+            try:
+                self._container.seek(int((start + origin) / float(base)), stream=self._stream, backward=True,
+                                     any_frame=False)
+            except ffmpeg_errors() as err:
+                raise DecodeError(self.path, f"cannot seek to {start:.3f} s ({err})") from err
+        first_time: float | None = origin if seek else None
+        index = count = 0
         rotation_checked = False
         try:
             for frame in self._container.decode(self._stream):
                 check_time()
                 t = frame.time
                 if t is None:
-                    t = index / self.info.fps
+                    t = (first_time or 0.0) + count / self.info.fps
                 if first_time is None:
                     first_time = t
+                if seek:
+                    index = int(round((t - first_time) * self.info.fps))
                 if not rotation_checked:
                     self.rotation = int(getattr(frame, "rotation", 0) or 0)
                     if int(round(self.rotation / 90.0)) % 2:
@@ -101,9 +118,10 @@ class SequentialVideo:
                 with paused():
                     yield index, t - first_time, rgb
                 index += 1
+                count += 1
         except ffmpeg_errors() as err:
-            raise DecodeError(self.path, f"decoding failed after {index} frames ({err})") from err
-        if index == 0:
+            raise DecodeError(self.path, f"decoding failed after {count} frames ({err})") from err
+        if count == 0 and not seek:
             raise DecodeError(self.path, "video stream has no decodable frame")
 
     rotation: int = 0

@@ -144,7 +144,7 @@ class _Span:
         with SequentialVideo(job.source) as video:
             stride = max(1, round(video.info.fps / self.opts.fps)) if self.opts.fps else 1
             self.fps = video.info.fps / stride
-            for index, t, rgb in video.frames(stride):
+            for index, t, rgb in video.frames(stride, start=job.start):  # seeks: a late span is not decoded from 0
                 if job.end is not None and t >= job.end:
                     break
                 if rgb is None or (job.start is not None and t < job.start):
