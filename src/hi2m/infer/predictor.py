@@ -259,8 +259,7 @@ class _VideoRun:
             del self.crops[k]
 
     def _finish(self) -> None:
-        for k, box, crop in self.faces.finish():
-            self.boxes[k], self.crops[k] = box, crop
+        self._take(self.faces.finish())
         n = len(self.frame_index)
         if n < self.T:  # shorter than one window: loop its frames
             self._window([j % n for j in range(self.T)], looped=True)

@@ -17,6 +17,8 @@ Frames between two detection frames get the linear interpolation of the two boxe
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from hi2m.infer.detect import Box, iou
@@ -162,8 +164,6 @@ class FaceCrops:
         return self.detector.detect(rgb)
 
     def _resolve(self) -> list[tuple[int, Box | None, np.ndarray | None]]:
-        import time
-
         k_new, rgb_new = self.pending[-1]
         t0 = time.perf_counter()
         box_new = self.tracker.update(self._detect(rgb_new))

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from hi2m.io.videomae import config_from_hf, hf_to_hi2m_state_dict
+from hi2m.io.weights import transformers_weights
 from hi2m.model.classifier import VideoClassifier
 from hi2m.model.mae import HI2M
 from hi2m.model.masking import Mask, tube_visible
@@ -198,20 +199,18 @@ def load_transformers(directory: str | Path):
         p = json.loads(proc.read_text())
         norm = {"pixel_mean": tuple(p["image_mean"]), "pixel_std": tuple(p["image_std"])}
     extra = {"target": getattr(config, "hi2m_target", "pixel"), **norm}
+    sd = transformers_weights(directory)  # the tensors as saved, read without pickle; no transformers model built
     if "VideoMAEForVideoClassification" in (config.architectures or []):
-        hf = transformers.VideoMAEForVideoClassification.from_pretrained(directory)
         cfg = config_from_hf(config, **extra)
         names = tuple(config.id2label[i] for i in range(config.num_labels))
         model = VideoClassifier(cfg, config.num_labels, names)
-        sd = hf.state_dict()
         enc = {k: v for k, v in hf_to_hi2m_state_dict(sd).items() if k.startswith("encoder.")}
         load_state_dict_strict(model, {**{k: v for k, v in enc.items() if not k.startswith("encoder.pos")},
                                        "fc_norm.weight": sd["fc_norm.weight"], "fc_norm.bias": sd["fc_norm.bias"],
                                        "head.weight": sd["classifier.weight"], "head.bias": sd["classifier.bias"]},
                                source=str(directory))
         return model.eval()
-    hf = transformers.VideoMAEForPreTraining.from_pretrained(directory)
     cfg = config_from_hf(config, **extra)
     model = HI2M(cfg)
-    load_state_dict_strict(model, hf_to_hi2m_state_dict(hf.state_dict()), source=str(directory))
+    load_state_dict_strict(model, hf_to_hi2m_state_dict(sd), source=str(directory))
     return model.eval()

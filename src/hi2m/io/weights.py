@@ -122,7 +122,7 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     if description.get("model_type") == "videomae":
         from hi2m.io.videomae import hf_to_hi2m_state_dict
 
-        return hf_to_hi2m_state_dict(_transformers_weights(path))
+        return hf_to_hi2m_state_dict(transformers_weights(path))
     raise ValueError(f"{config}: neither an hi2m model (format: hi2m) nor a transformers VideoMAE "
                      f"(model_type: videomae), found model_type {description.get('model_type')!r}")
 
@@ -134,7 +134,7 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise ValueError(f"{path}: invalid JSON ({e})") from e
 
 
-def _transformers_weights(folder: Path) -> dict[str, torch.Tensor]:
+def transformers_weights(folder: Path) -> dict[str, torch.Tensor]:
     """A transformers folder's tensors: safetensors (one file or an index of shards) or pytorch_model.bin."""
     from safetensors.torch import load_file
 
