@@ -69,7 +69,7 @@ def main() -> None:
                         predictor = Predictor(model, detector=detector, options=options)
                         predictor.detector  # build the detector outside the timing
                         t0 = time.perf_counter()
-                        result = predictor.predict_video(video)
+                        result = predictor.predict(video)
                         total = time.perf_counter() - t0
                         t = predictor.timings
                         duration = result.windows[-1].end_time

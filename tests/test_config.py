@@ -158,5 +158,5 @@ def test_a_run_saved_before_the_change_resumes_and_its_model_evaluates(tmp_path)
     ft_text = (FIXTURES / "config-2026-12-01-finetune.yaml").read_text().replace("/FIXTURE", str(tmp_path))
     (tmp_path / "old-ft.yaml").write_text(ft_text)
     tuned = finetune(load_config(tmp_path / "old-ft.yaml"), verbose=False)
-    again = evaluate(load_config(tmp_path / "old-ft.yaml", ["run.name=eval"]), tuned["model_dir"])
+    again = evaluate(load_config(tmp_path / "old-ft.yaml", ["run.name=eval"]), tuned["model_dir"])["result"]
     assert torch.equal(again.confusion, tuned["result"].confusion)  # the old config's model evaluates the same

@@ -156,7 +156,7 @@ def test_search_window_finds_the_same_faces_as_whole_frames(model_dir):
     for search in (0.0, 2.5):
         det = Recording(weights_dir=mtcnn_weights())
         det.shapes = []
-        r = hi2m.load(model_dir, detector=det, search=search).predict_video(media("single_face.mp4"))
+        r = hi2m.load(model_dir, detector=det, search=search).predict(media("single_face.mp4"))
         runs[search] = (r, det.shapes)
     (full, full_shapes), (near, near_shapes) = runs[0.0], runs[2.5]
     assert all(s == (360, 640) for s in full_shapes)
@@ -174,7 +174,7 @@ def _predictor(model_dir, detector, **options) -> Predictor:
 
 def test_window_layout_times_and_tail_window(model_dir, videos):
     p = _predictor(model_dir, FixedDetector(Box(8, 8, 40, 40)), stride=1, hop=0.4, detect_every=3)
-    r = p.predict_video(videos["noise10"])  # 42 frames at 10 fps, window 8 frames, hop 4
+    r = p.predict(videos["noise10"])  # 42 frames at 10 fps, window 8 frames, hop 4
     starts = [w.start_frame for w in r.windows]
     assert starts == [0, 4, 8, 12, 16, 20, 24, 28, 32, 34]  # + the tail window aligned to the end
     for w in r.windows:
@@ -186,7 +186,7 @@ def test_window_layout_times_and_tail_window(model_dir, videos):
 
 
 def test_stride_follows_sample_fps(model_dir, videos):
-    r = _predictor(model_dir, FixedDetector(Box(8, 8, 40, 40)), sample_fps=7.5).predict_video(videos["noise30"])
+    r = _predictor(model_dir, FixedDetector(Box(8, 8, 40, 40)), sample_fps=7.5).predict(videos["noise30"])
     assert r.settings["stride"] == 4  # 30 fps / 7.5
     assert all(w.end_frame - w.start_frame == (T - 1) * 4 for w in r.windows)
 
@@ -196,7 +196,7 @@ def test_window_probabilities_equal_the_model_on_independently_cut_crops(model_d
 
     # box 25.6 wide centred at (32, 32): margin 0.25 gives a 32 px square at rows/cols 16..48, no resize
     p = _predictor(model_dir, FixedDetector(Box(19.2, 19.2, 44.8, 44.8)), stride=1, hop=0.4, detect_every=2)
-    r = p.predict_video(videos["noise10"])
+    r = p.predict(videos["noise10"])
     model = load_pretrained(model_dir)
     with open_clip_source(videos["noise10"]) as src:
         for w in (r.windows[0], r.windows[-1]):
@@ -213,7 +213,7 @@ def test_window_probabilities_equal_the_model_on_independently_cut_crops(model_d
 
 
 def test_short_clip_is_looped_into_one_window(model_dir, videos):
-    r = _predictor(model_dir, FixedDetector(Box(8, 8, 40, 40)), stride=1).predict_video(videos["short"])
+    r = _predictor(model_dir, FixedDetector(Box(8, 8, 40, 40)), stride=1).predict(videos["short"])
     assert len(r.windows) == 1 and r.windows[0].looped and r.windows[0].face
     assert (r.windows[0].start_frame, r.windows[0].end_frame) == (0, 4)
     assert "shorter than one window" in r.message and r.ok
@@ -221,7 +221,7 @@ def test_short_clip_is_looped_into_one_window(model_dir, videos):
 
 def test_windows_without_a_face_are_reported_as_such(model_dir, videos):
     p = _predictor(model_dir, BrightDetector(), stride=1, hop=0.4, detect_every=1)
-    r = p.predict_video(videos["bright_dark"])  # frames 0-19 bright, 20-41 dark
+    r = p.predict(videos["bright_dark"])  # frames 0-19 bright, 20-41 dark
     assert r.status == "partial"
     for w in r.windows:
         # frames 0..19 have a face; frame 20 keeps it (one missed detection is bridged)
@@ -270,7 +270,7 @@ def haar(model_dir, request) -> Predictor:
 
 @pytest.mark.parametrize("name", ["face", "face_mpeg4", "face_portrait"])
 def test_generated_face_videos_in_any_codec_and_orientation(haar, videos, name):
-    r = haar.predict_video(videos[name])
+    r = haar.predict(videos[name])
     assert r.status == "ok", r.message
     assert r.summary["frame_face_coverage"] > 0.9
     # the astronaut's face is in the upper middle of every frame
@@ -280,7 +280,7 @@ def test_generated_face_videos_in_any_codec_and_orientation(haar, videos, name):
 
 
 def test_rotated_video_is_turned_upright(haar, videos):
-    upright, rotated = haar.predict_video(videos["face"]), haar.predict_video(videos["face_rotated"])
+    upright, rotated = haar.predict(videos["face"]), haar.predict(videos["face_rotated"])
     assert rotated.info["rotation"] == 90
     assert (rotated.info["width"], rotated.info["height"]) == (upright.info["width"], upright.info["height"])
     assert rotated.status == "ok"
@@ -289,14 +289,14 @@ def test_rotated_video_is_turned_upright(haar, videos):
 
 
 def test_face_then_blank_frames(haar, videos):
-    r = haar.predict_video(videos["face_then_blank"])  # 1 s of face, then 1.7 s black
+    r = haar.predict(videos["face_then_blank"])  # 1 s of face, then 1.7 s black
     assert r.status == "partial"
     assert r.windows[0].face and not r.windows[-1].face
 
 
 @pytest.mark.parametrize("name", ["gradient", "noise10"])
 def test_generated_video_without_face(haar, videos, name):
-    r = haar.predict_video(videos[name])
+    r = haar.predict(videos[name])
     assert r.status == "no_face" and not r.ok
     assert all(w.probs is None for w in r.windows) and r.summary["dominant"] is None
 
@@ -304,7 +304,7 @@ def test_generated_video_without_face(haar, videos, name):
 @pytest.mark.parametrize("name,expected", [("single_face.mp4", "ok"), ("no_face.mp4", "no_face"),
                                            ("carphone_pristine.mp4", None)])
 def test_real_videos(haar, name, expected):
-    r = haar.predict_video(media(name))
+    r = haar.predict(media(name))
     if expected:
         assert r.status == expected, r.message
     else:
@@ -314,7 +314,7 @@ def test_real_videos(haar, name, expected):
 
 @pytest.mark.parametrize("name,face_first", [("face_noface.mov", True), ("noface_face.mov", False)])
 def test_real_hevc_videos_with_face_in_part(haar, name, face_first):
-    r = haar.predict_video(media(name))
+    r = haar.predict(media(name))
     assert r.info["codec"] == "hevc"
     assert r.status == "partial"
     assert r.windows[0].face == face_first and r.windows[-1].face != face_first
@@ -450,7 +450,7 @@ def test_progress_reaches_the_video_length_and_quiet_silences_stderr(model_dir, 
     from hi2m.cli import main
 
     seen = []
-    result = _predictor(model_dir, FixedDetector(Box(8, 8, 40, 40))).predict_video(
+    result = _predictor(model_dir, FixedDetector(Box(8, 8, 40, 40))).predict(
         videos["face"], progress=lambda done, total: seen.append((done, total)))
     times = [d for d, _ in seen]
     assert times == sorted(times) and len(seen) == result.info["decoded_frames"]

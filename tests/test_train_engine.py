@@ -216,7 +216,7 @@ def test_finetune_selects_on_validation_and_evaluate_reproduces(synth_root, tmp_
     assert acc == pytest.approx(metrics["war"])
     model = load_pretrained(out["model_dir"])
     assert model.class_names[0] == "Happy"
-    again = evaluate(tiny_cfg(synth_root, tmp_path, run={"name": "ev"}), out["model_dir"])
+    again = evaluate(tiny_cfg(synth_root, tmp_path, run={"name": "ev"}), out["model_dir"])["result"]
     assert again.war == pytest.approx(out["result"].war) and again.uar == pytest.approx(out["result"].uar)
     with pytest.raises(ValueError, match="no validation set"):
         finetune(tiny_cfg(synth_root, tmp_path, run={"name": "noval"}, finetune={"select": "val"}))

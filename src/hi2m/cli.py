@@ -49,12 +49,21 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; called in-process (tests, other programs), it leaves the process as it found it
+    (:func:`hi2m.process.preserved`)."""
+    from hi2m.process import preserved
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_module", None):
         parser.print_help()
         return 0
-    return int(importlib.import_module(args._module).run(args) or 0)
+    try:
+        with preserved():
+            return int(importlib.import_module(args._module).run(args) or 0)
+    except KeyboardInterrupt:  # outside training (which checkpoints and stops by itself): stop quietly
+        print(f"hi2m {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -158,10 +158,21 @@ def _probe_all(tasks: list[tuple[str, int, int, str, float]], workers: int) -> l
 
     if workers <= 1 or len(tasks) < 2:
         return [probe_clip(t) for t in tasks]
+    with _pool(workers) as pool:
+        return list(pool.imap(probe_clip, tasks, chunksize=8))
+
+
+def _pool(workers: int, method: str = "forkserver"):
+    """A process pool that does not fork this process: a fork of a process with threads (torch's, a
+    notebook's) copies locks in whatever state those threads held them, and a fork inherits the caller's
+    signal handlers (one that swallows SIGTERM hangs ``Pool.__exit__``). The fork server starts clean once
+    and forks workers from itself (benchmarks/pool_start.py: its start cost beside fork and spawn)."""
     import multiprocessing
 
-    with multiprocessing.Pool(workers) as pool:
-        return list(pool.imap(probe_clip, tasks, chunksize=8))
+    ctx = multiprocessing.get_context(method)
+    if method == "forkserver":
+        ctx.set_forkserver_preload(["hi2m.data.check", "hi2m.data.video", "hi2m.data.sampling", "av"])
+    return ctx.Pool(workers)
 
 
 def _table(title: tuple[str, str], rows: list[tuple[str, Any]]) -> list[str]:

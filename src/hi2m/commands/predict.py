@@ -62,7 +62,7 @@ def _say(message: str) -> None:
 
 
 def _progress_callback(bar):
-    """A ``progress(seconds done, duration)`` for Predictor.predict_video that moves ``bar``."""
+    """A ``progress(seconds done, duration)`` for Predictor.predict that moves ``bar``."""
 
     def update(done: float, duration: float | None) -> None:
         if duration and duration > 0:
@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         for i, path in enumerate(args.videos):
             bar.reset(0, f"[{i + 1}/{len(args.videos)}] {Path(path).name}")
             try:  # any failure on this file is a DecodeError naming it
-                result = predictor.predict_video(path, progress=_progress_callback(bar) if bar.tty else None)
+                result = predictor.predict(path, progress=_progress_callback(bar) if bar.tty else None)
             except DecodeError as err:
                 result = VideoResult(path=path, status=FAILED, class_names=predictor.class_names, message=str(err))
             bar.clear()

@@ -67,7 +67,7 @@ def _setup_logging() -> None:
 
 def _run(args: argparse.Namespace, job) -> int:
     """Load the config (a bad one: one line, exit 2), then run ``job(cfg)``; a preemption signal ends it
-    with PREEMPTED_EXIT_CODE after its checkpoint."""
+    with PREEMPTED_EXIT_CODE after its checkpoint (SIGINT: INTERRUPTED_EXIT_CODE)."""
     from hi2m.train.config import ConfigError
 
     try:
@@ -75,7 +75,7 @@ def _run(args: argparse.Namespace, job) -> int:
     except ConfigError as err:
         return config_error(args, err)
     _setup_logging()
-    from hi2m.train.checkpointing import PREEMPTED_EXIT_CODE, Preempted
+    from hi2m.train.checkpointing import INTERRUPTED_EXIT_CODE, Aborted, Preempted
 
     from hi2m.data.errors import DataError
     from hi2m.model.state import CheckpointMismatch
@@ -88,8 +88,12 @@ def _run(args: argparse.Namespace, job) -> int:
         print(f"hi2m {getattr(args, 'command', '')}: error: {err}", file=sys.stderr)
         return 1
     except Preempted as stop:
+        how = "resubmit" if stop.exit_code != INTERRUPTED_EXIT_CODE else "continue"
+        print(f"hi2m: {stop} (exit code {stop.exit_code}: {how} with --resume {stop.run_dir} to continue)", flush=True)
+        return stop.exit_code
+    except Aborted as stop:
         print(f"hi2m: {stop}", flush=True)
-        return PREEMPTED_EXIT_CODE
+        return INTERRUPTED_EXIT_CODE
     return 0
 
 

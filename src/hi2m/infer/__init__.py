@@ -2,7 +2,7 @@
 
     import hi2m
     predictor = hi2m.load("runs/finetune/model")
-    result = predictor.predict_video("clip.mp4")
+    result = predictor.predict("clip.mp4")
     result.summary["dominant"], result.to_dict()
     predictor.extract_features(frames)      # uint8 (T, H, W, 3) -> Features(tokens, pooled)
 

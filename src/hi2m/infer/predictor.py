@@ -39,7 +39,7 @@ from hi2m.model.classifier import VideoClassifier
 
 @dataclass
 class PredictOptions:
-    """Settings of :meth:`Predictor.predict_video` (the CLI flags of ``hi2m predict``)."""
+    """Settings of :meth:`Predictor.predict` (the CLI flags of ``hi2m predict``)."""
 
     sample_fps: float = 7.5  # the model sees about this many frames per second ...
     stride: int | None = None  # ... unless a fixed frame stride is given
@@ -167,8 +167,7 @@ class Predictor:
         return frames
 
     # ---- videos -------------------------------------------------------------------------------
-    def predict_video(self, path: str | Path,
-                      progress: Callable[[float, float | None], None] | None = None) -> VideoResult:
+    def predict(self, path: str | Path, progress: Callable[[float, float | None], None] | None = None) -> VideoResult:
         """Predict expressions over a whole video. Raises :class:`hi2m.data.errors.DecodeError`
         (naming the file, with the original exception as its cause) when it cannot be read or anything
         else fails on it; a video without a face gives status ``no_face``; a video whose decoding breaks
@@ -179,6 +178,8 @@ class Predictor:
             self.classify(np.zeros((0,)))  # raises the explanatory TypeError
         with file_boundary(path, self.options.time_limit):
             return _VideoRun(self, str(path), progress).result()
+
+    predict_video = predict  # its name before 0.1.0's Python API; the same method
 
 
 class _VideoRun:

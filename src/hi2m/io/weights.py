@@ -80,14 +80,14 @@ def load_pretrained(directory: str | Path, map_location: str | torch.device = "c
     """Rebuild a model saved by ``save_pretrained``; every weight must match (strict)."""
     from safetensors.torch import load_file
 
-
     directory = Path(directory)
     config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
     for p in (config_path, weights_path):
         if not p.is_file():
             raise FileNotFoundError(f"{p} not found: a model directory holds {CONFIG_NAME} and {WEIGHTS_NAME}")
     description = _read_json(config_path)
-    model = build_model(description)
+    with torch.random.fork_rng(devices=[]):  # the random init that the weights replace draws nothing from the caller's stream
+        model = build_model(description)
     load_state_dict_strict(model, load_file(str(weights_path), device=str(map_location)), source=str(weights_path))
     model.metadata = description.get("metadata", {})
     return model.eval()

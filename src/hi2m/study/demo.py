@@ -27,6 +27,7 @@ import numpy as np
 from hi2m.analysis import importance
 from hi2m.io.weights import load_pretrained
 from hi2m.labels import DFER_CLASSES
+from hi2m.process import preserved
 from hi2m.study import protocol as P
 from hi2m.train.runner import finetune, pretrain
 from hi2m.viz.figures import confusion_figure, hrd_figure
@@ -69,7 +70,13 @@ class Progress(pl.Callback):
 def run_demo(out: str | Path = "runs/demo", quick: bool = False, seed: int = 0, workers: int = 1,
              scale: str | None = None, budget: int | None = None) -> dict[str, Any]:
     """Run the demo; returns the measured numbers (also written to ``out/demo.json``). ``budget``:
-    labelled clips per class of the main comparison (default 300)."""
+    labelled clips per class of the main comparison (default 300). Leaves the process as it found it."""
+    with preserved():
+        return _run_demo(out, quick, seed, workers, scale, budget)
+
+
+def _run_demo(out: str | Path, quick: bool, seed: int, workers: int, scale: str | None,
+              budget: int | None) -> dict[str, Any]:
     import logging
 
     import torch

@@ -2,8 +2,10 @@
 
 - :class:`StepCheckpoint` writes ``checkpoints/step-<global step>.ckpt`` every N steps and/or M minutes
   (atomically, through the trainer's checkpoint IO), keeps the newest k, and on SIGTERM / SIGUSR1 (what
-  SLURM sends before it preempts, with ``--signal``) finishes the current step, writes one more and stops
-  the run with :data:`PREEMPTED_EXIT_CODE`.
+  SLURM sends before it preempts, with ``--signal``) or SIGINT (Ctrl-C, a notebook's "interrupt kernel")
+  finishes the current step, writes one more and stops the run by raising :class:`Preempted`; a second
+  SIGINT stops at once (:class:`Aborted`, no checkpoint). The CLI exits with :data:`PREEMPTED_EXIT_CODE`
+  (SIGINT: :data:`INTERRUPTED_EXIT_CODE`); the Python API raises :class:`hi2m.api.Interrupted`.
 - :class:`ResumableLoader` tells Lightning how far into the epoch the run is, so a resumed run skips the
   batches it already trained on (same order: the sampler's order depends only on seed and epoch).
 - :func:`rng_states` / :func:`set_rng_states`: every random stream the main process draws from (torch CPU
@@ -32,17 +34,33 @@ log = logging.getLogger("hi2m")
 # sysexits.h EX_TEMPFAIL ("temporary failure, the user is invited to retry"): the run stopped on a
 # preemption signal after writing a checkpoint; resubmit the same command with --resume to continue.
 PREEMPTED_EXIT_CODE = 75
-PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+# 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
+INTERRUPTED_EXIT_CODE = 130
+PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 STEP_PREFIX = "step-"
 
 
 class Preempted(RuntimeError):
-    """Raised out of ``trainer.fit`` after the preemption checkpoint is written."""
+    """Raised out of ``trainer.fit`` after the checkpoint of a stop signal is written. (A RuntimeError, not a
+    KeyboardInterrupt even for SIGINT: Lightning answers a KeyboardInterrupt with ``sys.exit(1)``.)"""
 
     def __init__(self, signum: int, checkpoint: Path, step: int):
         self.signum, self.checkpoint, self.step = signum, checkpoint, step
-        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}; checkpoint {checkpoint} "
-                         f"(exit code {PREEMPTED_EXIT_CODE}: resubmit with --resume to continue)")
+        self.run_dir = Path(checkpoint).parent.parent
+        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}; checkpoint {checkpoint}")
+
+    @property
+    def exit_code(self) -> int:
+        return INTERRUPTED_EXIT_CODE if self.signum == signal.SIGINT else PREEMPTED_EXIT_CODE
+
+
+class Aborted(RuntimeError):
+    """A second SIGINT while the first one's step was finishing: the run stops at once, without a checkpoint."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        super().__init__(f"stopped by a second SIGINT before the step finished: no checkpoint was written for it "
+                         f"(the newest one in {self.run_dir / 'checkpoints'} is kept)")
 
 
 # ---- random streams ----------------------------------------------------------------------------
@@ -109,6 +127,9 @@ class ResumableLoader(GuardedLoader):
         if int(state["batch_size"]) != int(self.batch_size):
             raise ValueError(f"the checkpoint was written with data.batch_size {state['batch_size']}, this run has "
                              f"{self.batch_size}: the position in the epoch cannot be restored")
+        # the epoch too, at once: with worker processes Lightning's first iter() of a resumed run prefetches
+        # indices before it calls set_epoch, and that iteration must already be the resumed epoch's
+        self.sampler.set_epoch(int(state["epoch"]))
         self.sampler.skip_in_epoch(int(state["epoch"]), int(state["batches_done"]) * int(self.batch_size))
 
 
@@ -192,24 +213,42 @@ class StepCheckpoint(pl.Callback):
 
     # signals: our handler only records the signal; the step in flight finishes first
     def _handler(self, signum, frame) -> None:
+        if self.received is not None and signum == signal.SIGINT:  # Ctrl-C again: the user will not wait
+            raise Aborted(self.folder.parent)
         if self.received is None:
-            log.warning("received %s: finishing this step, then checkpoint and stop", signal.Signals(signum).name)
+            again = " (SIGINT again: stop now, without it)" if signum == signal.SIGINT else ""
+            log.warning("received %s: finishing this step, then checkpoint and stop%s", signal.Signals(signum).name,
+                        again)
         self.received = signum
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._last_save = time.monotonic()
+        self.received, self._stop = None, None
         # Replaces Lightning's handlers (installed just before this hook), which would stop a run on SIGTERM
-        # without a checkpoint of where it is.
+        # without a checkpoint of where it is, and answer SIGINT with sys.exit.
         try:
             for s in self.signals:
                 self._previous[s] = signal.signal(s, self._handler)
         except ValueError:  # not the main thread (e.g. some notebook runners): no signal handling
             log.warning("preemption signals are not handled outside the main thread")
 
-    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+    def _restore_handlers(self) -> None:
+        """Give the signals back to the handlers found at ``on_train_start`` (Lightning's, which Lightning's
+        own teardown then replaces by the caller's). Called before Lightning's teardown: afterwards, putting
+        Lightning's handler back would leave it installed in the caller's process (it swallows SIGTERM)."""
         for s, h in self._previous.items():
-            signal.signal(s, h if h is not None else signal.SIG_DFL)
+            if signal.getsignal(s) == self._handler:
+                signal.signal(s, h if h is not None else signal.SIG_DFL)
         self._previous = {}
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restore_handlers()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._restore_handlers()
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._restore_handlers()
 
     def _decide(self, trainer: pl.Trainer) -> tuple[bool, int | None]:
         """(save now?, the preemption signal received by any rank, or None), the same on every rank."""

@@ -451,15 +451,37 @@ def apply_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return cfg
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None,
-                defaults: dict[str, Any] | None = None) -> RunConfig:
-    """defaults < YAML file (``base:`` names another YAML file, relative to this one) < overrides, validated,
-    with path keys made absolute. Raises :class:`ConfigError` (one line) for anything wrong."""
+ConfigSource = Union[str, Path, RunConfig, dict, None]
+
+
+def load_config(path: ConfigSource, overrides: list[str] | tuple[str, ...] | None = None,
+                defaults: dict[str, Any] | None = None, **sections: Any) -> RunConfig:
+    """defaults < source < ``"section.key=value"`` overrides < ``sections``, validated, with path keys made
+    absolute. Raises :class:`ConfigError` (one line naming the key) for anything wrong.
+
+    ``path``: a YAML file (``base:`` names another YAML file, relative to this one), a :class:`RunConfig`,
+    a plain dict of sections, or None (the defaults). ``sections``: keyword arguments per section
+    (``model={"size": "micro"}``, ``seed=3``), merged key by key -- what the Python API passes on."""
     cfg = copy.deepcopy(defaults if defaults is not None else DEFAULTS)
-    if path is not None:
+    if isinstance(path, RunConfig):
+        cfg = path.to_dict()
+    elif isinstance(path, dict):
+        cfg = deep_merge(cfg, path)
+    elif path is not None:
+        if not isinstance(path, (str, Path)):
+            raise ConfigError(f"a configuration is a YAML file's path, a RunConfig or a dict, got {type(path).__name__}")
         cfg = deep_merge(cfg, _read_yaml(Path(path)))
-    cfg = _numbers(apply_overrides(cfg, overrides or []))
+    if isinstance(overrides, str):
+        overrides = [overrides]
+    cfg = _numbers(deep_merge(apply_overrides(cfg, list(overrides or [])), _plain_paths(sections)))
     return absolute_paths(RunConfig.from_dict(cfg))
+
+
+def _plain_paths(node: Any) -> Any:
+    """``Path`` values (a Run's ``model_dir`` passed as ``finetune={"pretrained": ...}``) as strings."""
+    if isinstance(node, dict):
+        return {k: _plain_paths(v) for k, v in node.items()}
+    return str(node) if isinstance(node, Path) else node
 
 
 def as_config(cfg: RunConfig | dict[str, Any]) -> RunConfig:

@@ -12,8 +12,10 @@ A run directory holds::
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import os
 import statistics
 import time
 import warnings
@@ -30,6 +32,7 @@ from hi2m.io.weights import load_pretrained, read_weights, save_pretrained
 from hi2m.io.files import atomic_write
 from hi2m.model.classifier import VideoClassifier
 from hi2m.model.state import WarmStart, warm_start
+from hi2m.process import preserved
 from hi2m.train import data as tdata
 from hi2m.train.callbacks import (
     AtomicCheckpointIO,
@@ -50,12 +53,43 @@ from hi2m.train.optim import scaled_lr
 from hi2m.train.stalls import GuardedLoader, read_quarantine
 
 log = logging.getLogger("hi2m")
-# Lightning's own deprecation chatter and advice that does not apply to these runs
-warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
-warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
-warnings.filterwarnings("ignore", message=r".*overridden `transfer_batch_to_device`.*")  # ours: tensors only
-warnings.filterwarnings("ignore", message=r".*`validation_step` but have no `val_dataloader`.*")
+# Lightning's own deprecation chatter and advice that does not apply to these runs; set for the length of a
+# run only (see isolated), never at import
+QUIET_WARNINGS = (
+    r".*isinstance\(treespec, LeafSpec\).*",
+    r".*smaller than the logging interval.*",
+    r".*does not have many workers.*",
+    r".*overridden `transfer_batch_to_device`.*",  # ours: tensors only
+    r".*`validation_step` but have no `val_dataloader`.*",
+)
+
+
+def isolated(job):
+    """A run function that leaves the process as it found it (:func:`hi2m.process.preserved`: signal
+    handlers, threads, RNG streams, logging, warnings filters, cwd, environment), with Lightning's
+    irrelevant warnings silenced while it runs."""
+
+    @functools.wraps(job)
+    def run(*args, **kwargs):
+        with preserved():
+            for message in QUIET_WARNINGS:
+                warnings.filterwarnings("ignore", message=message)
+            return job(*args, **kwargs)
+
+    return run
+
+
+def _worker_init(worker_id: int, rank: int, seed_workers: bool) -> None:
+    """A DataLoader worker ignores SIGINT: Ctrl-C (or a notebook's interrupt, sent to the process group) is the
+    main process's to answer, with a checkpoint at the end of the step, and a worker that died of it would
+    fail that step. Then Lightning's own per-worker seeding, as it would have added it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if seed_workers:
+        from lightning.fabric.utilities.seed import pl_worker_init_function
+
+        pl_worker_init_function(worker_id, rank)
 
 
 # ---- run directory ---------------------------------------------------------------------
@@ -84,7 +118,9 @@ class Loaders(pl.LightningDataModule):
             sampler = DistributedEvalSampler(len(dataset), num_replicas=world, rank=rank)
         workers = int(d.num_workers)
         run_dir = t.default_root_dir if t is not None else None
+        seed_workers = os.environ.get("PL_SEED_WORKERS", "0") == "1"  # set by seed_everything(workers=True)
         kwargs = dict(batch_size=d.batch_size, sampler=sampler, drop_last=train, num_workers=workers,
+                      worker_init_fn=functools.partial(_worker_init, rank=rank, seed_workers=seed_workers),
                       collate_fn=collate_skip_bad, persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
                       # its own generator: worker seeding never draws from the global stream (dropout's)
                       generator=torch.Generator().manual_seed(int(self.cfg.seed)),
@@ -270,6 +306,7 @@ def _prepare(cfg: RunConfig, command: str, resume: str | Path | None,
 
 # ---- pretraining -----------------------------------------------------------------------
 
+@isolated
 def pretrain(cfg: RunConfig, resume: str | Path | None = None, extra_callbacks=(),
              force: bool = False) -> dict[str, Any]:
     """Pretrain HI2M; returns {run_dir, model_dir, epoch_stats}."""
@@ -326,6 +363,7 @@ def _class_names(dataset) -> tuple[str, ...]:
     return tuple(getattr(base, "classes"))
 
 
+@isolated
 def finetune(cfg: RunConfig, resume: str | Path | None = None, verbose: bool = True,
              force: bool = False, extra_callbacks=()) -> dict[str, Any]:
     """Fine-tune (or linear-probe) on one split; with ``finetune.folds``, one run per fold and a summary."""
@@ -456,8 +494,10 @@ def _finetune_folds(cfg: RunConfig, folds: list[int], resume: str | Path | None 
     return {"run_dir": base, "results": results, "summary": summary}
 
 
-def evaluate(cfg: RunConfig, model_dir: str | Path) -> Any:
-    """Evaluate an exported classifier on ``data.test_split`` with multi-view testing."""
+@isolated
+def evaluate(cfg: RunConfig, model_dir: str | Path) -> dict[str, Any]:
+    """Evaluate an exported classifier on ``data.test_split`` with multi-view testing; returns {run_dir,
+    model_dir, result}."""
     cfg = absolute_paths(as_config(cfg))
     model_dir = Path(model_dir).absolute()
     model = load_pretrained(model_dir)
@@ -471,4 +511,5 @@ def evaluate(cfg: RunConfig, model_dir: str | Path) -> Any:
     module = _module(FinetuneModule, cfg, model.cfg, 1, trainer, num_classes=model.num_classes,
                      class_names=model.class_names)
     module.model = model
-    return _test(trainer, module, cfg, test_set, run_dir, header=[f"model: {model_dir}"])
+    result = _test(trainer, module, cfg, test_set, run_dir, header=[f"model: {model_dir}"])
+    return {"run_dir": run_dir, "model_dir": model_dir, "result": result}
