@@ -436,6 +436,31 @@ def test_stream_never_repeats_a_clip_is_deterministic_and_wraps_a_pool():
     assert len(set(labels)) == 7  # a random class per clip: every expression occurs
 
 
+def test_a_prerendered_pool_gives_the_pixels_of_the_stream():
+    """``prerender``: the pool rendered once by spawned processes and read from memory gives every item the
+    stream renders on the fly, epoch after epoch (chunks reassembled in order); it needs a finite pool."""
+    from hi2m.data.synthface import SynthFaceStream, generate_stream_clip
+    from hi2m.data.synthface.render import render_stream_pool
+
+    cfg = SynthFaceConfig(**{**TINY, "num_frames": 4, "size": 16})
+    live = SynthFaceStream(cfg, clips_per_epoch=6, pool=5)
+    kept = SynthFaceStream(cfg, clips_per_epoch=6, pool=5, prerender=1)
+    for epoch in (0, 1, 2):
+        live.set_epoch(epoch)
+        kept.set_epoch(epoch)
+        for i in range(6):
+            a, b = live[i], kept[i]
+            assert a["index"] == b["index"] and torch.equal(a["video"], b["video"])
+    parallel = render_stream_pool(cfg, 70, workers=2)  # 2 processes, chunks of 16
+    serial = render_stream_pool(cfg, 70, workers=1)
+    assert parallel.shape == (70, 4, 16, 16, 3) and np.array_equal(parallel, serial)
+    for k in (0, 33, 69):  # frames_only draws the very pixels of the full render (masks and records skipped)
+        full = generate_stream_clip(cfg, k)
+        assert np.array_equal(parallel[k], full.frames) and full.region_masks is not None
+    with pytest.raises(ValueError, match="prerender renders a finite pool"):
+        SynthFaceStream(cfg, clips_per_epoch=6, prerender=2)
+
+
 def frames_of(video: torch.Tensor) -> np.ndarray:
     return (video.permute(1, 2, 3, 0).numpy() * 255).round().astype(np.uint8)
 

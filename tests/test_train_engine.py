@@ -230,7 +230,13 @@ def test_demo_tiny(tmp_path, capsys):
     text = capsys.readouterr().out
     assert out["budgets_per_class"] == [3, 1] and "3/class UAR" in text and "1/class UAR" in text
     assert "fine-tuned, HI2M-pretrained" in text and "fine-tuned, random init" in text and "chance" in text
-    assert "1/4 pretraining" in text and "2/4 fine-tuning" in text and "pretraining step 4/4" in text
+    assert "1/4 rendering 32 unlabelled" in text and "2/4 fine-tuning" in text and "pretraining step 4/4" in text
+    # the report says how long it pretrained (4 steps of 4 = 16 views of a 32-clip pool) and where the time went
+    assert "4 steps of 4 clips = 16 clip views of a pool of 32 unlabelled clips (0.5 epochs)" in text
+    assert set(out["stage_seconds"]) == {"render unlabelled pool", "pretrain", "render labelled pool and test split",
+                                         "fine-tune (both inits, with their tests)", "probes, HRD and HSM measurements",
+                                         "figures"}
+    assert "seconds: render unlabelled pool" in text
     assert "measured in this run" in text and "docs/results-synthface.md" in text
     for b in ("3", "1"):
         for name, slug in (("HI2M", "pretrained"), ("random init", "random-init")):

@@ -8,13 +8,14 @@ import argparse
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
-    parser.add_argument("--quick", action="store_true", help="a shorter run (about 3 minutes on 2 CPU cores)")
+    parser.add_argument("--quick", action="store_true", help="a shorter run (under 3 minutes on 2 CPU cores)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--budget", type=int, default=None,
                         help="labelled clips per class of the main comparison (default 300, where the study "
                              "finds the effect; the full demo adds 10 per class beside it)")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="DataLoader workers rendering the unlabelled clips (0: in the main process)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes rendering the unlabelled clips before pretraining (default: one per core; "
+                             "0 or 1: in this process)")
     parser.add_argument("--scale", choices=["full", "quick", "tiny"], default=None, help=argparse.SUPPRESS)
 
 

@@ -416,17 +416,21 @@ def synthface_stream(
     transform: Any = None,
     repeats: int = 1,
     seed: int = 0,
+    prerender: int = 0,
     **options: Any,
 ):
     """Endless unlabelled SynthFace for pretraining (``SynthFaceStream``): rendered on the fly in the
     DataLoader workers, nothing on disk (``root`` and ``split`` are unused); ``clips_per_epoch`` new clips
-    every epoch, or a finite set of ``pool`` clips. ``synthface`` holds the generator's options
-    (``preset: voxceleb2`` ...). The model's ``num_frames`` must equal ``synthface.num_frames``."""
+    every epoch, or a finite set of ``pool`` clips. ``prerender: N`` (with ``pool``): the pool is rendered
+    once, by N processes, before training and read from memory (then ``data.num_workers: 0``).
+    ``synthface`` holds the generator's options (``preset: voxceleb2`` ...). The model's ``num_frames``
+    must equal ``synthface.num_frames``."""
     from hi2m.data.synthface.dataset import SynthFaceStream
 
     options.pop("train", None)
     config = _in_memory_synthface("synthface-stream", synthface, options)
-    return SynthFaceStream(config, clips_per_epoch, transform, pool=pool, repeats=repeats, seed=seed)
+    return SynthFaceStream(config, clips_per_epoch, transform, pool=pool, repeats=repeats, seed=seed,
+                           prerender=prerender)
 
 
 def _in_memory_synthface(name: str, synthface: dict[str, Any] | None, options: dict[str, Any]):

@@ -91,25 +91,32 @@ def _run_config(out: Path, name: str, seed: int, recipe: Recipe, changes: dict[s
 
 
 def pretrain_config(variant: dict[str, Any], seed: int, recipe: Recipe, out: Path, name: str = "pretrain",
-                    workers: int = 1, pool: int | None = None) -> RunConfig:
+                    workers: int = 1, pool: int | None = None, prerender: int = 0) -> RunConfig:
     """Pretrain an HI2M variant (``VARIANTS`` values) for ``recipe.pretrain_steps`` steps of ``recipe.batch``
     clips of the unlabelled stream: AdamW (0.9, 0.95), wd 0.05, warm-up (5%) then cosine to 1e-5, the HRD
     policy in its own parameter group, no augmentation (the clips are the model's size). ``pool``: read a
     finite set of that many stream clips for as many epochs as the steps need (VoxCeleb2 is finite in the
-    paper); None: every clip new (one epoch)."""
+    paper); None: every clip new (one epoch). ``prerender``: render the pool once with that many processes
+    before training and read it from memory (``workers`` is then 0: nothing is left for a worker to do)."""
     steps, batch = recipe.pretrain_steps, recipe.batch
     per_epoch = pool if pool else steps * batch
     epochs = math.ceil(steps * batch / per_epoch)
     spe = per_epoch // batch
     return _run_config(out, name, seed, recipe, {
         "model": {"size": "micro", **recipe.model, **variant},
-        "data": {"dataset": "synthface-stream", "batch_size": batch, "num_workers": workers, "crop_scales": [1.0],
+        "data": {"dataset": "synthface-stream", "batch_size": batch, "num_workers": 0 if prerender else workers,
+                 "crop_scales": [1.0],
                  "options": {"synthface": {**recipe.synthface(UNLABELLED), "seed": 1000 + seed}, "clips_per_epoch": per_epoch,
-                             "pool": pool}},
+                             "pool": pool, "prerender": prerender}},
         "optim": {"base_lr": recipe.pretrain_lr, "lr_scaling": "none", "min_lr": 1e-5, "weight_decay": 0.05,
                   "betas": [0.9, 0.95], "epochs": epochs, "warmup_epochs": max(steps // 20, 1) / spe},
         "trainer": {"max_steps": steps, "log_every_n_steps": max(steps // 40, 1)},
     })
+
+
+def stream_config(cfg: RunConfig):
+    """The SynthFace config of a :func:`pretrain_config` run's unlabelled stream (what its dataset renders)."""
+    return synthface_config(**cfg.data.options["synthface"])
 
 
 def finetune_config(pretrained: str | Path | None, budget: int, seed: int, recipe: Recipe, out: Path, name: str,
@@ -141,12 +148,12 @@ def finetune_config(pretrained: str | Path | None, budget: int, seed: int, recip
 
 # ---- clips for the measurements ---------------------------------------------------------------------
 
-def render_clips(synth: dict[str, Any], split: str, count: int) -> dict[str, np.ndarray]:
+def render_clips(synth: dict[str, Any], split: str, count: int, workers: int = 1) -> dict[str, np.ndarray]:
     """``count`` SynthFace clips of ``split`` as arrays: frames uint8 (n, T, H, W, 3), region bool
     (n, T, H, W), label int64 (n,), difficulty float64 (n,) (each clip's ``difficulty_score``).
     Splits are disjoint and balanced over the classes (clip i of a split is the same whatever ``count``
-    the other splits have)."""
-    clips = render_split(synthface_config(**{"seed": 0, **synth}), split, count)  # shared with the pool dataset
+    the other splits have). ``workers``: processes rendering them (the first time; then from the cache)."""
+    clips = render_split(synthface_config(**{"seed": 0, **synth}), split, count, workers)  # shared with the pool dataset
     return {"frames": np.stack([c.frames for c in clips]), "region": np.stack([c.region_masks for c in clips]),
             "label": np.asarray([c.label for c in clips], np.int64),
             "difficulty": np.asarray([c.difficulty["difficulty_score"] for c in clips], np.float64)}

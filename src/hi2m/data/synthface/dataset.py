@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 
 from hi2m.data.dataset import item_generator
 from hi2m.data.synthface.config import NUM_CLASSES, SynthFaceConfig, check_split
-from hi2m.data.synthface.render import generate_clip, generate_stream_clip
+from hi2m.data.synthface.render import generate_stream_clip, render_many, render_stream_pool
 from hi2m.labels import DFER_CLASSES
 
 
@@ -75,13 +75,18 @@ class SynthFaceStream(Dataset):
     """
 
     def __init__(self, config: SynthFaceConfig, clips_per_epoch: int, transform: Callable | None = None,
-                 pool: int | None = None, repeats: int = 1, seed: int = 0) -> None:
+                 pool: int | None = None, repeats: int = 1, seed: int = 0, prerender: int = 0) -> None:
         if clips_per_epoch <= 0:
             raise ValueError(f"clips_per_epoch must be positive, got {clips_per_epoch}")
         if pool is not None and pool <= 0:
             raise ValueError(f"pool must be positive or None, got {pool}")
+        if prerender and not pool:
+            raise ValueError("prerender renders a finite pool once: set pool (the endless stream renders on the fly)")
         self.config, self.clips_per_epoch, self.transform = config, int(clips_per_epoch), transform
         self.pool, self.repeats, self.seed, self.epoch = pool, int(repeats), int(seed), 0
+        # prerender: the whole pool rendered once by that many processes, then read from memory (uint8,
+        # pool x T x H x W x 3) -- a pool read for several epochs costs one rendering, not one per epoch
+        self.frames = rendered_pool(config, int(pool), int(prerender)) if prerender else None
 
     def __len__(self) -> int:
         return self.clips_per_epoch
@@ -101,7 +106,10 @@ class SynthFaceStream(Dataset):
         if not 0 <= index < len(self):
             raise IndexError(index)
         k = self.stream_index(index)
-        frames = generate_stream_clip(self.config, k).frames  # (T, H, W, 3) uint8
+        if self.frames is not None:
+            frames = self.frames[k]  # (T, H, W, 3) uint8
+        else:
+            frames = generate_stream_clip(self.config, k, frames_only=True).frames
         if self.transform is None:
             video = frames_to_tensor(frames)  # (C, T, H, W)
         else:
@@ -111,13 +119,29 @@ class SynthFaceStream(Dataset):
         return {"video": video, "label": -1, "index": k, "path": f"synthface-stream:{k}"}
 
 
-@functools.lru_cache(maxsize=4)
-def render_split(config: SynthFaceConfig, split: str, count: int) -> tuple:
-    """The first ``count`` clips of ``split`` (SynthClip each), rendered once per process and kept: several
-    runs of one study or demo read the same pool (the config is frozen, so it is the cache key)."""
-    counts = {f"num_{name}": (count if name == split else 0) for name in ("train", "val", "test")}
-    cfg = dataclasses.replace(config, **counts)
-    return tuple(generate_clip(cfg, split, i) for i in range(count))
+@functools.lru_cache(maxsize=1)
+def rendered_pool(config: SynthFaceConfig, count: int, workers: int) -> np.ndarray:
+    """Stream clips 0 .. count - 1 rendered once per process and kept (read-only): the variants of one seed
+    of a study pretrain on the same pool (the config is frozen, so it is the cache key)."""
+    frames = render_stream_pool(config, count, workers)  # (count, T, H, W, 3)
+    frames.setflags(write=False)
+    return frames
+
+
+_SPLITS: dict[tuple, tuple] = {}  # (config, split, count) -> clips, the 4 newest
+
+
+def render_split(config: SynthFaceConfig, split: str, count: int, workers: int = 1) -> tuple:
+    """The first ``count`` clips of ``split`` (SynthClip each), rendered once per process (by ``workers``
+    spawned processes when > 1) and kept: several runs of one study or demo read the same pool (the config is
+    frozen, so it is the cache key; how it was rendered is not: the clips are the same)."""
+    key = (config, split, count)
+    if key not in _SPLITS:
+        counts = {f"num_{name}": (count if name == split else 0) for name in ("train", "val", "test")}
+        _SPLITS[key] = render_many(dataclasses.replace(config, **counts), split, count, workers)
+        while len(_SPLITS) > 4:
+            del _SPLITS[next(iter(_SPLITS))]
+    return _SPLITS[key]
 
 
 def budget_indices(labels: np.ndarray, per_class: int) -> np.ndarray:

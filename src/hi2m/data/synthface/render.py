@@ -20,9 +20,9 @@ class SynthClip:
 
     frames: np.ndarray  # (T, H, W, 3) uint8 RGB
     label: int  # index into DFER_CLASSES
-    region_masks: np.ndarray  # (T, H, W) bool, expression-bearing regions
+    region_masks: np.ndarray | None  # (T, H, W) bool, expression-bearing regions (None: frames_only)
     params: dict[str, float]  # action-unit apex intensities, onset, ramp, apex frame, intensity
-    difficulty: dict[str, float]  # nuisance strengths of this clip (see docs/synthface.md)
+    difficulty: dict[str, float] | None  # nuisance strengths of this clip (see docs/synthface.md; None: frames_only)
     region_parts: np.ndarray | None = field(repr=False, default=None)  # (T, H, W) uint8 part ids
     occlusion: np.ndarray | None = field(repr=False, default=None)  # (T, H, W) bool, occluder pixels
     identity: dict[str, Any] = field(repr=False, default_factory=dict)
@@ -132,8 +132,9 @@ def blink_track(spec: ClipSpec, num_frames: int) -> np.ndarray:
     return out[:, None, None]
 
 
-def render_spec(spec: ClipSpec, config: SynthFaceConfig) -> SynthClip:
-    """Draw a clip from its parameters (deterministic)."""
+def render_spec(spec: ClipSpec, config: SynthFaceConfig, frames_only: bool = False) -> SynthClip:
+    """Draw a clip from its parameters (deterministic). ``frames_only``: the same frames, without the
+    region masks and the difficulty record (None; 12% of the time at 8x32x32), for pretraining pools."""
     num_frames, size = config.num_frames, config.size
     pose = head_pose(spec, config)
     canvas = Canvas(draw_background(num_frames, size, spec.scene["background"]), pose)
@@ -142,7 +143,7 @@ def render_spec(spec: ClipSpec, config: SynthFaceConfig) -> SynthClip:
     tracks = {k: v.astype(np.float32)[:, None, None] for k, v in au.items()}
     draw_face(canvas, spec.identity, tracks, blink_track(spec, num_frames))
     image = canvas.image  # (3, T, H, W)
-    parts = region_parts(canvas, spec.identity)  # (T, H, W)
+    parts = None if frames_only else region_parts(canvas, spec.identity)  # (T, H, W)
     occ_alpha = occluder_alpha(spec, config, pose)
     if occ_alpha is not None:
         color = occluder_color(spec, size)
@@ -150,7 +151,7 @@ def render_spec(spec: ClipSpec, config: SynthFaceConfig) -> SynthClip:
         image += occ_alpha[None] * (color - image)
         occlusion = occ_alpha > 0.5  # (T, H, W)
     else:
-        occlusion = np.zeros(parts.shape, dtype=bool)
+        occlusion = np.zeros(canvas.shape, dtype=bool)
     image *= lighting_field(num_frames, size, spec.scene["lighting"])[None]
     sigma = spec.scene["noise_sigma"]
     if sigma > 0.0:
@@ -158,6 +159,9 @@ def render_spec(spec: ClipSpec, config: SynthFaceConfig) -> SynthClip:
         image += (sigma * noise)[None]  # (3, T, H, W) luminance noise
     planes = np.clip(image + 0.5, 0.0, 255.0).astype(np.uint8)  # (3, T, H, W)
     frames = np.ascontiguousarray(planes.transpose(1, 2, 3, 0))  # (T, H, W, 3)
+    if frames_only:
+        return SynthClip(frames=frames, label=spec.label, region_masks=None, params=dict(spec.expression),
+                         difficulty=None, identity=spec.identity)
     masks = parts > 0
     return SynthClip(
         frames=frames,
@@ -215,6 +219,49 @@ def generate_clip(config: SynthFaceConfig, split: str, index: int) -> SynthClip:
     return render_spec(sample_spec(config, split, index), config)
 
 
-def generate_stream_clip(config: SynthFaceConfig, index: int) -> SynthClip:
-    """Clip ``index`` (any integer >= 0) of the endless unlabelled stream, from (config.seed, index) alone."""
-    return render_spec(sample_stream_spec(config, index), config)
+def generate_stream_clip(config: SynthFaceConfig, index: int, frames_only: bool = False) -> SynthClip:
+    """Clip ``index`` (any integer >= 0) of the endless unlabelled stream, from (config.seed, index) alone
+    (``frames_only``: see :func:`render_spec`)."""
+    return render_spec(sample_stream_spec(config, index), config, frames_only)
+
+
+def render_stream_frames(config: SynthFaceConfig, start: int, stop: int) -> np.ndarray:
+    """The frames of stream clips ``start .. stop - 1``: uint8 (stop - start, T, H, W, 3). Numpy only, so a
+    rendering process does not import torch."""
+    out = np.empty((stop - start, config.num_frames, config.size, config.size, 3), dtype=np.uint8)
+    for i, k in enumerate(range(start, stop)):
+        out[i] = generate_stream_clip(config, k, frames_only=True).frames
+    return out
+
+
+def render_split_clips(config: SynthFaceConfig, split: str, start: int, stop: int) -> list[SynthClip]:
+    """Clips ``start .. stop - 1`` of ``split``, with their masks and records."""
+    return [generate_clip(config, split, k) for k in range(start, stop)]
+
+
+def _in_processes(job, count: int, workers: int, *args) -> list:
+    """``job(*args, a, b)`` over chunks [a, b) of ``range(count)`` in ``workers`` spawned processes (nothing
+    of the caller's threads or signal handlers is inherited); the results in chunk order."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    chunk = max(16, -(-count // (workers * 16)))  # 16 chunks per process: an even finish
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        jobs = [pool.submit(job, *args, a, min(a + chunk, count)) for a in range(0, count, chunk)]
+        return [j.result() for j in jobs]
+
+
+def render_stream_pool(config: SynthFaceConfig, count: int, workers: int) -> np.ndarray:
+    """Stream clips ``0 .. count - 1`` rendered by ``workers`` processes, in chunks: uint8 (count, T, H, W, 3),
+    the same pixels as :func:`generate_stream_clip` gives one by one (each clip depends on (config, index)
+    alone)."""
+    if workers <= 1 or count < 64:
+        return render_stream_frames(config, 0, count)
+    return np.concatenate(_in_processes(render_stream_frames, count, workers, config))
+
+
+def render_many(config: SynthFaceConfig, split: str, count: int, workers: int = 1) -> tuple[SynthClip, ...]:
+    """Clips ``0 .. count - 1`` of ``split`` (masks and records included), by ``workers`` processes."""
+    if workers <= 1 or count < 64:
+        return tuple(render_split_clips(config, split, 0, count))
+    return tuple(c for block in _in_processes(render_split_clips, count, workers, config, split) for c in block)
