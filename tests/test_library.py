@@ -153,7 +153,7 @@ def test_many_runs_in_one_process_equal_separate_processes(synth_root, tmp_path)
     cfg = tiny(synth_root, tmp_path / "runs")
     a = hi2m.pretrain(cfg, run={"name": "a"})
     after_a = _resources()
-    b = hi2m.pretrain(cfg, run={"name": "b"})
+    hi2m.pretrain(cfg, run={"name": "b"})
     after_b = _resources()
     ft = hi2m.finetune(cfg, run={"name": "ft"}, finetune={"pretrained": a.model_dir}, verbose=False)
     # the same runs, each in a process of its own

@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 
 from hi2m.data.dataset import item_generator
 from hi2m.data.synthface.config import NUM_CLASSES, SynthFaceConfig, check_split
-from hi2m.data.synthface.render import generate_stream_clip, render_many, render_stream_pool
+from hi2m.data.synthface.render import generate_clip, generate_stream_clip, render_many, render_stream_pool
 from hi2m.labels import DFER_CLASSES
 
 
