@@ -19,10 +19,10 @@ from pathlib import Path
 from hi2m.study.demo import run_demo
 
 
-def fmt(values: list[float]) -> str:
+def fmt(values: list[float], digits: int = 1) -> str:
     if len(values) == 1:
-        return f"{values[0]:.1f}"
-    return f"{statistics.mean(values):.1f} +- {statistics.stdev(values):.1f}"
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} +- {statistics.stdev(values):.{digits}f}"
 
 
 def main() -> None:
@@ -65,7 +65,7 @@ def main() -> None:
         if k is None:
             summary.append(f"{fmt([r['probe_mean'] for r in rows])} / {fmt([r['probe_mean_random'] for r in rows])}")
         else:
-            summary.append(fmt([r[k] for r in rows]))
+            summary.append(fmt([r[k] for r in rows], 2 if k in ("hrd", "hsm_wild") else 0 if k == "seconds" else 1))
     print("| " + " | ".join(summary) + " |")
 
 
