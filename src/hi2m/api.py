@@ -22,7 +22,6 @@ checkpoint and raises :class:`Interrupted` (a KeyboardInterrupt) whose message s
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,11 +66,9 @@ class Run:
     def history(self, column: str) -> list[tuple[int, float]]:
         """(step, value) of a logged column (``train/L_R``, ``train/loss``, ``val/uar``...) over every session
         of the run, in step order."""
-        rows = {}
-        for log in sorted(Path(self.dir).glob("logs/**/metrics.csv")):
-            with open(log, newline="") as f:
-                rows.update({int(r["step"]): float(r[column]) for r in csv.DictReader(f) if r.get(column)})
-        return sorted(rows.items())
+        from hi2m.train.metrics import logged_column
+
+        return logged_column(self.dir, column)
 
     def __repr__(self) -> str:
         shown = {k: round(v, 4) for k, v in self.metrics.items() if isinstance(v, float)}
@@ -90,16 +87,9 @@ class Interrupted(KeyboardInterrupt):
 
 def _config(config: "ConfigSource", overrides: tuple[str, ...], sections: dict[str, Any],
             resume: Any = None) -> "RunConfig":
-    from hi2m.train.config import load_config
+    from hi2m.train.config import load_config, resume_source
 
-    if config is None and resume is not None and str(resume) != "auto":  # the run's own config, as the CLI does
-        saved = Path(resume) / "config.yaml"
-        if not saved.is_file():
-            from hi2m.train.config import ConfigError
-
-            raise ConfigError(f"resume={str(resume)!r}: not a run directory (no config.yaml)")
-        config = saved
-    return load_config(config, overrides, **sections)
+    return load_config(resume_source(config, resume), overrides, **sections)
 
 
 def _resume_arg(resume: Any) -> Any:
@@ -108,15 +98,13 @@ def _resume_arg(resume: Any) -> Any:
 
 def _last_logged(run_dir: Path) -> dict[str, Any]:
     """The last logged value of every ``train/`` column over all of a run's sessions, and the last step."""
+    from hi2m.train.metrics import logged_rows
+
     last: dict[str, Any] = {}
-    for log in sorted(Path(run_dir).glob("logs/**/metrics.csv")):
-        with open(log, newline="") as f:
-            for row in csv.DictReader(f):
-                for key, value in row.items():
-                    if key.startswith("train/") and value:
-                        last[key] = float(value)
-                if row.get("step"):
-                    last["steps"] = max(int(row["step"]) + 1, last.get("steps", 0))
+    for row in logged_rows(run_dir):
+        last.update({k: float(v) for k, v in row.items() if k.startswith("train/") and v})
+        if row.get("step"):
+            last["steps"] = max(int(row["step"]) + 1, last.get("steps", 0))
     return last
 
 

@@ -39,18 +39,12 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_args_config(args: argparse.Namespace):
     """The run configuration of a training command's arguments (raises ``ConfigError``, one line)."""
-    from pathlib import Path
+    from hi2m.train.config import ConfigError, load_config, resume_source
 
-    from hi2m.train.config import ConfigError, load_config
-
-    path = args.config
-    if getattr(args, "resume", None) == "auto" and not path:
+    resume = getattr(args, "resume", None)
+    if resume == "auto" and not args.config:
         raise ConfigError("--resume auto needs --config (the run it starts, or finds, is the config's)")
-    if getattr(args, "resume", None) and args.resume != "auto" and not path:
-        path = str(Path(args.resume) / "config.yaml")
-        if not Path(path).is_file():
-            raise ConfigError(f"--resume {args.resume}: not a run directory (no config.yaml)")
-    return load_config(path, args.overrides)
+    return load_config(resume_source(args.config, resume, "--resume"), args.overrides)
 
 
 def config_error(args: argparse.Namespace, err: Exception) -> int:

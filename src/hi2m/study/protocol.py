@@ -34,7 +34,7 @@ from hi2m.model import HI2MConfig
 from hi2m.model.objectives import hsm_weights
 from hi2m.model.vit import VideoEncoder
 from hi2m.train.config import DEFAULTS, RunConfig, deep_merge
-from hi2m.train.metrics import ConfusionMatrix
+from hi2m.train.metrics import ConfusionMatrix, logged_column
 
 FRAMES, SIZE = 8, 32
 MODEL: dict[str, Any] = dict(patch_size=8, tubelet_size=2, embed_dim=128, depth=4, num_heads=4, decoder_dim=64,
@@ -258,13 +258,7 @@ def metrics_of(run_dir: Path) -> dict[str, Any]:
 
 def logged_curve(run_dir: Path, column: str, points: int = 20) -> list[tuple[int, float]]:
     """(step, mean of ``column``) over ``points`` equal windows of a run's ``logs/metrics.csv``."""
-    import csv
-
-    rows = []
-    for log in sorted((Path(run_dir) / "logs").glob("**/metrics.csv")):
-        with open(log, newline="") as f:
-            rows += [(int(r["step"]), float(r[column])) for r in csv.DictReader(f) if r.get(column)]
-    rows.sort()
+    rows = logged_column(run_dir, column)
     if not rows:
         return []
     last = rows[-1][0] + 1

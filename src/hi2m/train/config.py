@@ -477,6 +477,18 @@ def load_config(path: ConfigSource, overrides: list[str] | tuple[str, ...] | Non
     return absolute_paths(RunConfig.from_dict(cfg))
 
 
+def resume_source(config: ConfigSource, resume: str | Path | None, flag: str = "resume") -> ConfigSource:
+    """The configuration a run starts from: ``config``, or -- resuming a run directory without one -- that
+    run's own ``config.yaml`` (the command line and the Python API alike; ``flag`` names the option in the
+    error)."""
+    if config is not None or resume is None or str(resume) == "auto":
+        return config
+    saved = Path(resume) / "config.yaml"
+    if not saved.is_file():
+        raise ConfigError(f"{flag} {resume}: not a run directory (no config.yaml)")
+    return saved
+
+
 def _plain_paths(node: Any) -> Any:
     """``Path`` values (a Run's ``model_dir`` passed as ``finetune={"pretrained": ...}``) as strings."""
     if isinstance(node, dict):

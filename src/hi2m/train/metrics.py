@@ -18,6 +18,7 @@ import os
 import tempfile
 from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -309,3 +310,21 @@ def write_predictions_csv(
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+# ---- a run's logged rows ---------------------------------------------------------------------------------
+
+def logged_rows(run_dir: str | os.PathLike) -> list[dict[str, str]]:
+    """Every row of a run's CSV logs (``logs/metrics.csv`` and each resumed session's ``logs/resume-*/``),
+    sessions in order."""
+    rows: list[dict[str, str]] = []
+    for log in sorted((Path(run_dir) / "logs").glob("**/metrics.csv")):
+        with open(log, newline="") as f:
+            rows += list(csv.DictReader(f))
+    return rows
+
+
+def logged_column(run_dir: str | os.PathLike, column: str) -> list[tuple[int, float]]:
+    """(step, value) of one logged column, in step order, one value per step (a later session's wins)."""
+    values = {int(r["step"]): float(r[column]) for r in logged_rows(run_dir) if r.get(column)}
+    return sorted(values.items())
