@@ -6,6 +6,9 @@ transforms them. Items are dicts::
 
     {"video": float tensor, "label": int (-1 if unlabelled), "index": int, "path": str}
 
+(plus ``"box"``, the crop box of each view, and a uint8 ``video`` when the transform leaves the
+augmentation to the training device: see :class:`hi2m.data.transforms.PretrainViews`).
+
 ``video`` is ``(C, T, H, W)`` for one training window. Training with
 ``repeats=R > 1`` (repeated sampling: R random windows from one decode) gives
 ``(R, C, T, H, W)``, and evaluation with ``num_windows=K`` evenly spaced windows gives
@@ -30,7 +33,7 @@ from hi2m.data.boundary import file_boundary
 from hi2m.data.errors import DecodeError
 from hi2m.data.sampling import SHORT_POLICIES, eval_windows, train_windows, window_span
 from hi2m.data.splits import BadLine
-from hi2m.data.transforms import default_transform
+from hi2m.data.transforms import default_transform, view_fields
 from hi2m.data.video import open_clip_source, read_windows
 from hi2m.labels import DFER_CLASSES
 
@@ -138,14 +141,11 @@ class ClipDataset(Dataset):
             with file_boundary(record.path, self.time_limit):
                 with open_clip_source(record.path, threads=self.decode_threads) as source:
                     clips = read_windows(source, self.windows(source.num_frames, generator))
-                videos = [self._transform(record.path, clip, generator) for clip in clips]  # each (C, T, H, W)
+                views = [self._transform(record.path, clip, generator) for clip in clips]  # each (C, T, H, W)
         except DecodeError as err:
             return bad_item(err, index, record.path)
-        if self.train and self.repeats == 1:
-            video = videos[0]  # (C, T, H, W)
-        else:
-            video = torch.stack(videos)  # (R or K, C, T, H, W)
-        return {"video": video, "label": record.label, "index": index, "path": record.path}
+        stacked = not (self.train and self.repeats == 1)
+        return {**view_fields(views, stacked), "label": record.label, "index": index, "path": record.path}
 
     def _transform(self, path: str, clip: Any, generator: torch.Generator | None) -> torch.Tensor:
         try:

@@ -43,6 +43,7 @@ def collate_skip_bad(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """
     from torch.utils.data import default_collate
 
+    items = refuse_odd_sizes(items)
     good = [item for item in items if not is_bad_item(item)]
     skipped = [
         {"path": str(item.get("path")), "error": str(item["error"]), "kind": str(item.get("kind", "decode")),
@@ -54,6 +55,28 @@ def collate_skip_bad(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     batch["size"] = len(good)
     batch["skipped"] = skipped
     return batch
+
+
+def refuse_odd_sizes(items: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Items whose ``video`` shape differs from the batch's most common one, turned into bad-item markers.
+
+    Items of one dataset normally share a shape (the transforms resize), but uint8 frames left for the
+    training device to augment keep their file's frame size: a file of another size is skipped and named,
+    instead of failing the whole batch in ``torch.stack``."""
+    shapes = [tuple(item["video"].shape) for item in items if not is_bad_item(item)]
+    if len(set(shapes)) <= 1:
+        return list(items)
+    common = max(set(shapes), key=lambda shape: (shapes.count(shape), -shapes.index(shape)))
+    out = []
+    for item in items:
+        shape = None if is_bad_item(item) else tuple(item["video"].shape)
+        if shape is not None and shape != common:
+            item = {"error": f"frames of {shape[-2]}x{shape[-1]} (HxW) in a batch of {common[-2]}x{common[-1]}: "
+                             "augmenting on the device stacks one frame size (set data.crop_box, or "
+                             "data.augment=worker)", "kind": "size", "path": item.get("path"),
+                    "index": item.get("index", -1)}
+        out.append(item)
+    return out
 
 
 @dataclass

@@ -415,14 +415,97 @@ def pretrain_transform(
     scales: Sequence[float] = MULTISCALE_SCALES,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
-) -> Compose:
+    on_device: bool = False,
+) -> "PretrainViews":
     """Pretraining: optional fixed crop (e.g. :data:`VOXCELEB2_CROP_BOX`), multi-scale crop to
-    ``size``, normalisation. No flip (the model learns facial dynamics as they are)."""
-    steps: list[Callable[..., Tensor]] = [ToClipTensor()]
-    if crop_box is not None:
-        steps.append(FixedCrop(crop_box))
-    steps += [ToFloat(), MultiScaleCrop(size, scales), Normalize(mean, std)]
-    return Compose(steps)
+    ``size``, normalisation. No flip (the model learns facial dynamics as they are).
+
+    ``on_device=False``: the whole augmentation in the DataLoader worker (float32 items).
+    ``on_device=True``: the worker returns uint8 frames and each view's crop box; the training step
+    applies :meth:`PretrainViews.apply` to the batch on its device (see :class:`PretrainViews`)."""
+    return PretrainViews(size, crop_box, scales, mean, std, on_device=on_device)
+
+
+def view_fields(views: list, stacked: bool) -> dict[str, Tensor]:
+    """An item's ``video`` from its transformed views: the one view ``(C, T, H, W)`` or, ``stacked``, all of
+    them ``(R, C, T, H, W)``. Views that :class:`PretrainViews` left for the training device are ``(uint8
+    frames, box)`` pairs: ``video`` is then uint8 and ``box`` holds the crop boxes, ``(4,)`` or ``(R, 4)``."""
+    def stack(parts: list[Tensor]) -> Tensor:
+        return torch.stack(parts) if stacked else parts[0].contiguous()
+
+    if isinstance(views[0], tuple):
+        frames, boxes = zip(*views)
+        return {"video": stack(list(frames)), "box": stack(list(boxes))}
+    return {"video": stack(views)}
+
+
+class PretrainViews:
+    """The pretraining augmentation in two halves, so the second can run batched on the training device.
+
+    - :meth:`draw` (the DataLoader worker, per view): the fixed crop box (a uint8 view, no copy) and a random
+      multi-scale crop box ``(top, left, height, width)`` drawn exactly as :class:`MultiScaleCrop` draws it;
+      nothing is resampled. Returns ``(uint8 (C, T, Hb, Wb), int64 box (4,))``.
+    - :meth:`apply` (any device, a batch): crop each view to its box, resize to ``size`` (bilinear, antialiased
+      when shrinking, as :class:`Resize`), scale to [0, 1] and normalise. Views are grouped by box size, so a
+      batch costs one interpolation per distinct box size (at most ``len(scales)**2``).
+
+    ``__call__`` is the worker-side pipeline: with ``on_device=False`` it is ``apply(draw(clip))`` (float32
+    ``(C, T, size, size)``), with ``on_device=True`` it is ``draw`` alone. Both consume the item's generator
+    identically, so switching where the augmentation runs keeps every random stream (and exact resume).
+    """
+
+    def __init__(self, size: int | Sequence[int] = 160, crop_box: Sequence[int] | None = None,
+                 scales: Sequence[float] = MULTISCALE_SCALES, mean: Sequence[float] = IMAGENET_MEAN,
+                 std: Sequence[float] = IMAGENET_STD, on_device: bool = False) -> None:
+        self.size = _size2(size)
+        self.fixed = FixedCrop(crop_box) if crop_box is not None else None
+        self.crop = MultiScaleCrop(size, scales)
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+        self.on_device = on_device
+
+    def draw(self, clip: Tensor | np.ndarray, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """uint8 (T, H, W, 3) -> (uint8 (C, T, Hb, Wb), int64 (4,) = top, left, height, width)."""
+        x = ToClipTensor()(clip)  # (C, T, H, W) uint8 view
+        if self.fixed is not None:
+            x = self.fixed(x)  # (C, T, Hb, Wb)
+        box = self.crop.box(x.shape[-2], x.shape[-1], generator)
+        return x, torch.tensor(box, dtype=torch.int64)  # (C, T, Hb, Wb), (4,)
+
+    def apply(self, videos: Tensor, boxes: Tensor) -> Tensor:
+        """uint8 (N, C, T, Hb, Wb) and int (N, 4) boxes -> float32 (N, C, T, *size), on ``videos``' device."""
+        n, c, t, height, width = videos.shape
+        boxes = boxes.reshape(n, 4).tolist()
+        for top, left, h, w in boxes:
+            if not (0 <= top and 0 < h and top + h <= height and 0 <= left and 0 < w and left + w <= width):
+                raise ValueError(f"crop box {(top, left, h, w)} does not fit {height}x{width} frames")
+        out = torch.empty((n, c, t, *self.size), dtype=torch.float32, device=videos.device)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, (_, _, h, w) in enumerate(boxes):
+            groups.setdefault((h, w), []).append(i)
+        for (h, w), rows in groups.items():
+            crops = torch.stack([videos[i, :, :, boxes[i][0]:boxes[i][0] + h, boxes[i][1]:boxes[i][1] + w]
+                                 for i in rows])  # (g, C, T, h, w) uint8
+            frames = crops.transpose(1, 2).reshape(len(rows) * t, c, h, w).float().div_(255.0)  # (g*T, C, h, w)
+            if (h, w) != self.size:
+                shrink = self.size[0] < h or self.size[1] < w
+                frames = F.interpolate(frames, size=self.size, mode="bilinear", align_corners=False,
+                                       antialias=shrink)  # (g*T, C, *size)
+            index = torch.tensor(rows, device=videos.device)
+            out.index_copy_(0, index, frames.reshape(len(rows), t, c, *self.size).transpose(1, 2))
+        mean = torch.tensor(self.mean, device=videos.device).view(1, -1, 1, 1, 1)  # (1, C, 1, 1, 1)
+        std = torch.tensor(self.std, device=videos.device).view(1, -1, 1, 1, 1)  # (1, C, 1, 1, 1)
+        return out.sub_(mean).div_(std)  # (N, C, T, *size)
+
+    def __call__(self, clip: Tensor | np.ndarray, generator: torch.Generator | None = None):
+        video, box = self.draw(clip, generator)
+        if self.on_device:
+            return video, box
+        return self.apply(video.unsqueeze(0), box.unsqueeze(0))[0]  # (C, T, *size)
+
+    def __repr__(self) -> str:
+        where = "device" if self.on_device else "worker"
+        return f"PretrainViews(size={self.size}, crop={self.fixed}, {self.crop}, on {where})"
 
 
 def finetune_transform(

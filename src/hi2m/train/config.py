@@ -82,6 +82,10 @@ class DataSettings:
     batch_size: int = _f(8, "clips per device per step", min=1)
     num_workers: int = _f(2, "DataLoader worker processes per device (0: load in the main process)", min=0)
     repeats: int = _f(1, "pretraining: random windows per decoded clip (repeated sampling)", min=1)
+    augment: Literal["auto", "worker", "device"] = _f(
+        "auto", "pretraining: where the multi-scale crop, resize and normalisation run. worker: in the DataLoader "
+        "workers (float32 items); device: batched on the training device (workers send uint8 frames and crop "
+        "boxes, 4x fewer bytes); auto: device on a GPU, worker on the CPU. Fine-tuning augments in the workers")
     temporal_views: int = _f(2, "evaluation: windows per clip (K)", min=1)
     spatial_views: int = _f(2, "evaluation: crops per window (M)", min=1)
     max_bad_share: float = _f(0.01, "stop when more than this share of an epoch's clips cannot be read", min=0, max=1)

@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from hi2m.data.adapters import build_dataset
-from hi2m.data.transforms import EvalViews, finetune_transform, pretrain_transform
+from hi2m.data.transforms import EvalViews, PretrainViews, finetune_transform, pretrain_transform
 from hi2m.train.config import RunConfig
 
 
@@ -25,11 +25,26 @@ def _dataset(cfg: RunConfig, split: str, train: bool, transform, **extra: Any):
     )
 
 
-def pretrain_dataset(cfg: RunConfig, model_cfg) -> Dataset:
+def pretrain_views(cfg: RunConfig, model_cfg) -> PretrainViews:
+    """The pretraining augmentation of this run; in the workers or on the training device (``data.augment``)."""
     d = cfg.data
-    transform = pretrain_transform(d.image_size, crop_box=d.crop_box, scales=d.crop_scales, mean=model_cfg.pixel_mean,
-                                   std=model_cfg.pixel_std)
-    return _dataset(cfg, d.train_split, True, transform, repeats=d.repeats, seed=cfg.seed)
+    return pretrain_transform(d.image_size, crop_box=d.crop_box, scales=d.crop_scales, mean=model_cfg.pixel_mean,
+                              std=model_cfg.pixel_std, on_device=augment_on_device(cfg))
+
+
+def augment_on_device(cfg: RunConfig) -> bool:
+    """``data.augment``, with ``auto`` resolved: on the device when training runs on a GPU."""
+    if cfg.data.augment != "auto":
+        return cfg.data.augment == "device"
+    accelerator = str(cfg.trainer.accelerator).lower()
+    if accelerator == "mps":
+        return True
+    return accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+
+
+def pretrain_dataset(cfg: RunConfig, model_cfg) -> Dataset:
+    return _dataset(cfg, cfg.data.train_split, True, pretrain_views(cfg, model_cfg), repeats=cfg.data.repeats,
+                    seed=cfg.seed)
 
 
 def finetune_datasets(cfg: RunConfig, model_cfg) -> tuple[Dataset, Dataset | None, str]:

@@ -22,6 +22,7 @@ from hi2m.model.classifier import VideoClassifier
 from hi2m.model.compiled import compile_blocks
 from hi2m.train.checkpointing import gather_per_rank, rng_states, set_rng_states
 from hi2m.train.config import RunConfig
+from hi2m.train.data import pretrain_views
 from hi2m.train.metrics import ConfusionMatrix
 from hi2m.train.mixup import (
     Mixup,
@@ -252,6 +253,7 @@ class PretrainModule(_Base):
         super().__init__(run_cfg, total_steps, warmup_steps, lr)
         self.model = HI2M(model_cfg)
         self._maybe_compile()
+        self._views = None  # the device half of the augmentation, built on the first batch that needs it
         self._epoch_rows: list[torch.Tensor] = []
         self._epoch_hrd: list[dict[str, float]] = []
         self.epoch_stats: list[dict[str, float]] = []
@@ -260,6 +262,18 @@ class PretrainModule(_Base):
         o = self.run_cfg.optim
         policy = GroupRule("masker.policy.", "hrd", lr_scale=o.hrd_lr_scale, weight_decay=o.hrd_weight_decay)
         return self._optimizer(self.model, rules=(policy,))
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Augmentation left to the device (``data.augment``): uint8 frames + crop boxes -> normalised views,
+        batched on the training device (:meth:`hi2m.data.transforms.PretrainViews.apply`)."""
+        if isinstance(batch, dict) and "box" in batch and batch.get("size", 0) > 0:
+            if self._views is None:
+                self._views = pretrain_views(self.run_cfg, self.model.cfg)
+            video = batch["video"]  # uint8 (B, C, T, H, W) or (B, R, C, T, H, W)
+            lead = video.shape[: video.ndim - 4]
+            views = self._views.apply(video.flatten(0, len(lead) - 1), batch["box"].reshape(-1, 4))
+            batch["video"] = views.reshape(*lead, *views.shape[1:])  # float, same leading axes
+        return batch
 
     def training_step(self, batch: dict[str, Any], batch_idx: int):
         size = self._track_skips(batch)

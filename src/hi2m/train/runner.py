@@ -114,6 +114,11 @@ class Loaders(pl.LightningDataModule):
         world, rank = (t.world_size, t.global_rank) if t is not None else (1, 0)
         if train:
             sampler = EpochSampler(len(dataset), world, rank, seed=self.cfg.seed, shuffle=True, drop_last=True)
+            # the epoch a resumed run starts in: worker processes prefetch the first indices before Lightning calls
+            # set_epoch, so the sampler must already be in it. From an end-of-epoch checkpoint that is the next
+            # epoch (Lightning restores it as processed, not yet completed); a mid-epoch one also sets it when its
+            # loader state is loaded (ResumableLoader)
+            sampler.set_epoch(t.fit_loop.epoch_progress.current.processed if t is not None else 0)
         else:
             sampler = DistributedEvalSampler(len(dataset), num_replicas=world, rank=rank)
         workers = int(d.num_workers)

@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from hi2m.data.dataset import item_generator
+from hi2m.data.transforms import view_fields
 from hi2m.data.synthface.config import NUM_CLASSES, SynthFaceConfig, check_split
 from hi2m.data.synthface.render import generate_clip, generate_stream_clip, render_many, render_stream_pool
 from hi2m.labels import DFER_CLASSES
@@ -111,12 +112,11 @@ class SynthFaceStream(Dataset):
         else:
             frames = generate_stream_clip(self.config, k, frames_only=True).frames
         if self.transform is None:
-            video = frames_to_tensor(frames)  # (C, T, H, W)
+            fields = {"video": frames_to_tensor(frames)}  # (C, T, H, W)
         else:
             g = torch.Generator().manual_seed((self.seed * 0x9E3779B1 + k * 0xC2B2AE35) % (2**63))
-            views = [self.transform(frames, g) for _ in range(self.repeats)]
-            video = views[0] if self.repeats == 1 else torch.stack(views)
-        return {"video": video, "label": -1, "index": k, "path": f"synthface-stream:{k}"}
+            fields = view_fields([self.transform(frames, g) for _ in range(self.repeats)], self.repeats > 1)
+        return {**fields, "label": -1, "index": k, "path": f"synthface-stream:{k}"}
 
 
 @functools.lru_cache(maxsize=1)
