@@ -78,6 +78,7 @@ class Sizes:
     data_clips: int = 24  # videos written for the data-path stage
     data_seconds: float = 4.0  # length of each
     data_workers: int = 8
+    data_repeats: int = 4  # windows per decoded file in the data stage (the peers' repeated sampling)
     study_model: tuple[tuple[str, Any], ...] = (("size", "small"), ("patch_size", 8), ("tubelet_size", 2),
                                                 ("mask_ratio", 0.9))
     study_frames: int = 16
@@ -96,7 +97,7 @@ class Sizes:
 
 FULL = Sizes()
 SMOKE = Sizes(sizes=("micro",), frames=4, image=32, batch=2, steps=2, warmup=1, max_batch=4,
-              compile_backend="aot_eager", parity_size="micro", data_clips=3, data_seconds=1.0, data_workers=2,
+              compile_backend="aot_eager", parity_size="micro", data_clips=3, data_seconds=1.0, data_workers=2, data_repeats=2,
               study_model=(("size", "micro"), ("patch_size", 8), ("tubelet_size", 2), ("mask_ratio", 0.75)),
               study_frames=8, study_size=32, study_batch=4, study_finetune_steps=3, study_few_steps=2,
               study_budgets=(3, 1), study_test=14, study_calibration_steps=12, study_min_steps=4,
@@ -435,39 +436,39 @@ def max_batch(size: str, prec: str, device: str, sz: Sizes) -> dict[str, Any]:
 
 
 def stage_data(sz: Sizes, step_rates: dict[str, float], workdir: Path) -> dict[str, Any]:
-    """Decode + pretraining transforms through the pretraining dataset, in this process (one worker) and
-    through a DataLoader with ``sz.data_workers`` worker processes; ``step_rates``: clips/s of each
-    measured hi2m step row, which the workers must keep up with."""
-    import numpy as np
+    """The pretraining data path at the VoxCeleb2 recipe, through ``benchmarks/loader.py``'s code (the run's
+    own ``pretrain_dataset``): views per CPU-second of one worker with the augmentation in the worker and
+    on the device, the device half's cost on this GPU, and a DataLoader with ``sz.data_workers`` workers
+    (device augmentation, the GPU default); ``step_rates``: clips/s of each measured hi2m step row, which
+    the workers must keep up with."""
+    if str(Path(__file__).resolve().parent) not in sys.path:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import loader as L  # benchmarks/loader.py, beside this file
 
-    from hi2m.data.adapters import build_dataset
-    from hi2m.data.transforms import pretrain_transform
-    from hi2m.data.writer import write_video
+    from hi2m.data.skipping import collate_skip_bad
+    from hi2m.train.data import pretrain_dataset
 
     root = workdir / "voxceleb2"
-    rng = np.random.default_rng(0)
-    n_frames = int(25 * sz.data_seconds)
-    for i in range(sz.data_clips):  # 224x224 H.264 at 25 fps, VoxCeleb2's layout and frame size
-        base = rng.integers(0, 255, size=(1, 28, 28, 3), dtype=np.uint8).repeat(8, 1).repeat(8, 2)  # (1, H, W, 3)
-        frames = (base + np.arange(n_frames)[:, None, None, None] * 2).astype(np.uint8)  # (n, H, W, 3)
-        write_video(root / "dev" / "mp4" / f"id{i:04d}" / "v" / "00001.mp4", frames)
-    ds = build_dataset("voxceleb2", root, split="dev", num_frames=sz.frames, stride=4, train=True,
-                       transform=pretrain_transform(sz.image), cache_dir=workdir / "cache")
-    n = min(len(ds), sz.data_clips)
-    t0, cpu0 = time.perf_counter(), time.process_time()
-    for i in range(n):
-        ds[i]
-    one = n / (time.perf_counter() - t0)
-    result = {"clips_per_s_one_worker": one, "cpu_s_per_clip": (time.process_time() - cpu0) / n,
-              "clip": f"{sz.frames} frames at stride 4 from 224x224 H.264, to {sz.image}x{sz.image}",
-              "workers": sz.data_workers}
+    L.write_voxceleb2(root, sz.data_clips, sz.data_seconds)
+    rates = {}
+    for augment in ("worker", "device"):
+        cfg = L.recipe_config(root, sz.data_repeats, augment, workdir / "cache")
+        rates[augment] = L.worker_rate(cfg, max(sz.data_clips, 4))["views_per_cpu_s"]
+    one = rates["device"]
+    result = {"clips_per_s_one_worker": one, "cpu_s_per_clip": 1 / one, "views_per_cpu_s": rates,
+              "repeats": sz.data_repeats, "workers": sz.data_workers,
+              "clip": f"16 frames at stride 4 from 224x224 H.264, the 160x160 crop box, to 160x160, "
+                      f"repeats {sz.data_repeats}"}
+    if torch.cuda.is_available():
+        result["device_ms_per_view_cuda"] = 1e3 * L.device_cost(cfg, "cuda")
+    ds = pretrain_dataset(cfg, cfg.model_config())
     sampler = torch.utils.data.RandomSampler(ds, replacement=True, num_samples=max(len(ds), 8 * sz.data_workers),
                                              generator=torch.Generator().manual_seed(0))
     loader = torch.utils.data.DataLoader(ds, batch_size=1, sampler=sampler, num_workers=sz.data_workers,
-                                         persistent_workers=True)
+                                         collate_fn=collate_skip_bad, persistent_workers=True)
     for _ in range(2):  # the second pass is the warm one (workers started, files in the page cache)
         t0 = time.perf_counter()
-        seen = sum(1 for _ in loader)
+        seen = sum(batch["size"] * sz.data_repeats for batch in loader)
     result["clips_per_s_loader"] = seen / (time.perf_counter() - t0)
     result["workers_needed"] = {row: {"clips_per_s": rate, "workers": math.ceil(rate / one)}
                                 for row, rate in step_rates.items()}
@@ -617,7 +618,11 @@ def markdown(data: dict[str, Any]) -> str:
     if d and "error" not in d:
         needed = "; ".join(f"{k}: {v['workers']} (at {v['clips_per_s']:.0f} clips/s)"
                            for k, v in d.get("workers_needed", {}).items())
-        lines += [f"Data path ({d['clip']}): {d['clips_per_s_one_worker']:.1f} clips/s per worker, "
+        per = d.get("views_per_cpu_s", {})
+        split = (f" (augmentation in the worker: {per['worker']:.1f}, on the device: {per['device']:.1f} views/CPU-s"
+                 + (f"; the device half {d['device_ms_per_view_cuda']:.3f} ms per view on this GPU"
+                    if "device_ms_per_view_cuda" in d else "") + ")") if per else ""
+        lines += [f"Data path ({d['clip']}): {d['clips_per_s_one_worker']:.1f} clips/s per worker{split}, "
                   f"{d['clips_per_s_loader']:.1f} clips/s with {d['workers']} workers. "
                   f"Decode workers one GPU needs for the full method's step: {needed or '-'}", ""]
     s = st.get("study")

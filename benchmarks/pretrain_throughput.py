@@ -50,7 +50,7 @@ def main() -> None:
     import torch
 
     from hi2m.train.config import load_config
-    from hi2m.train.data import pretrain_dataset
+    from hi2m.train.data import pretrain_dataset, pretrain_views
     from hi2m.train.optim import build_adamw
     from hi2m.train.runner import Loaders
 
@@ -58,6 +58,8 @@ def main() -> None:
     parser.add_argument("--size", default="tiny")
     parser.add_argument("--workers", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--repeats", nargs="+", type=int, default=[1])
+    parser.add_argument("--augment", nargs="+", default=["worker"], choices=["worker", "device"],
+                        help="data.augment of the end-to-end rows (device: the step applies PretrainViews.apply)")
     parser.add_argument("--batch", type=int, default=4, help="clips per step (per decode with repeats)")
     parser.add_argument("--steps", type=int, default=12, help="timed steps per row (after 2 warm-up steps)")
     parser.add_argument("--files", type=int, default=24)
@@ -75,11 +77,11 @@ def main() -> None:
         print(f"{args.files} files generated in {time.perf_counter() - t0:.0f} s; torch {torch.__version__}, "
               f"{threads} threads for the step; model {args.size}, full HI2M")
 
-        def config(workers: int, repeats: int) -> dict:
+        def config(workers: int, repeats: int, augment: str = "worker") -> dict:
             return load_config(None, [
                 "data.dataset=voxceleb2", f"data.root={root}", "data.train_split=dev", "data.crop_box=[0,32,160,192]",
                 f"data.batch_size={args.batch}", f"data.num_workers={workers}", f"data.repeats={repeats}",
-                f"model.size={args.size}", "model.mask_type=hrd", f"seed={args.seed}",
+                f"data.augment={augment}", f"model.size={args.size}", "model.mask_type=hrd", f"seed={args.seed}",
             ])
 
         from hi2m.model import HI2M
@@ -119,33 +121,38 @@ def main() -> None:
                 step(batch)
             ceiling = args.steps * clips / (time.perf_counter() - t0)
             rows.append(("step only", repeats, ceiling, ceiling))
-            for workers in args.workers:
-                cfg = config(workers, repeats)
+            for workers, augment in [(w, a) for a in args.augment for w in args.workers]:
+                cfg = config(workers, repeats, augment)
                 dataset = pretrain_dataset(cfg, model.cfg)
                 loader = Loaders(cfg, dataset)._loader(dataset, True)
+                views = pretrain_views(cfg, model.cfg)
 
                 def endless(loader=loader):  # epochs back to back (persistent workers stay up)
                     while True:
                         yield from loader
 
+                def train_on(batch, views=views) -> None:
+                    video = batch["video"]
+                    if "box" in batch:  # the device half of the augmentation, as PretrainModule does it
+                        video = views.apply(video.flatten(0, video.ndim - 5), batch["box"].reshape(-1, 4))
+                    step(video.flatten(0, 1) if video.ndim == 6 else video)
+
                 it = endless()
                 for _ in range(2):
-                    video = next(it)["video"]
-                    step(video.flatten(0, 1) if video.ndim == 6 else video)
+                    train_on(next(it))
                 t0 = time.perf_counter()
                 for _ in range(args.steps):
-                    video = next(it)["video"]
-                    step(video.flatten(0, 1) if video.ndim == 6 else video)
+                    train_on(next(it))
                 rate = args.steps * clips / (time.perf_counter() - t0)
-                rows.append((f"end to end, {workers} workers", repeats, rate, ceiling))
+                rows.append((f"end to end, {workers} workers, {augment}", repeats, rate, ceiling))
                 del it, loader
 
     print(f"decode + crop + transforms: {per_clip:.3f} CPU-s per clip (median of {len(cpu)}, one thread)")
-    header = f"{'loader':24} {'repeats':>7} {'clips/s':>8} {'of step-only':>12}"
+    header = f"{'loader':34} {'repeats':>7} {'clips/s':>8} {'of step-only':>12}"
     print(header)
     print("-" * len(header))
     for name, repeats, rate, ceiling in rows:
-        print(f"{name:24} {repeats:7d} {rate:8.2f} {100 * rate / ceiling:11.0f}%")
+        print(f"{name:34} {repeats:7d} {rate:8.2f} {100 * rate / ceiling:11.0f}%")
 
 
 if __name__ == "__main__":

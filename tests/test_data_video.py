@@ -202,3 +202,27 @@ def test_corrupt_jpg_in_folder_names_the_frame(tmp_path):
 def test_out_of_range_indices_are_rejected(long_h264):
     with open_clip_source(long_h264) as source, pytest.raises(IndexError, match="long.mp4"):
         source.read([0, 150])
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_frames_nobody_asked_for_are_skipped_and_the_rest_is_pixel_exact(tmp_path, threads):
+    """Sparse windows (stride 4) from a noisy B-frame file: every frame read equals the same frame of a full,
+    plain decode, bit for bit, while unwanted frames that nothing refers to are never decoded."""
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8).repeat(4, 0).repeat(4, 1)  # (160, 240, 3)
+    frames = [np.clip(base[t:t + 64, 2 * t:2 * t + 64].astype(int) + rng.integers(-8, 9, (64, 64, 3)), 0, 255)
+              .astype(np.uint8) for t in range(80)]
+    path = write_video(tmp_path / "noisy.mp4", frames)  # libx264 defaults: one keyframe, B-frames
+    container = av.open(str(path))
+    plain = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]  # (H, W, 3) each
+    container.close()
+    windows = [np.arange(3, 63, 4), np.arange(17, 77, 4)]
+    with VideoFileSource(path, threads=threads) as source:
+        clips = read_windows(source, windows)
+        decoded = source.frames_decoded
+        again = source.read([70, 2])  # a second read on the same decoder: skipping was switched off again
+    for window, clip in zip(windows, clips):
+        assert all(np.array_equal(clip[k], plain[i]) for k, i in enumerate(window))
+    assert np.array_equal(again[0], plain[70]) and np.array_equal(again[1], plain[2])
+    if threads == 1:
+        assert decoded < 77  # frames 0..76 span the windows; the non-reference ones among the unwanted are skipped

@@ -63,6 +63,7 @@ def test_every_stage_writes_its_fields(smoke):
 
     d = st["data"]
     assert d["clips_per_s_one_worker"] > 0 and d["clips_per_s_loader"] > 0
+    assert set(d["views_per_cpu_s"]) == {"worker", "device"} and d["repeats"] == 2
     assert set(d["workers_needed"]) == {"micro bf16 eager", "micro fp32 eager", "micro bf16 compiled"}
     assert all(v["workers"] >= 1 for v in d["workers_needed"].values())
 

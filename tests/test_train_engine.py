@@ -67,7 +67,9 @@ def test_paper_configs_load():
         cfg.model_config()
     pre = load_config(Path(__file__).parent.parent / "configs" / "pretrain_voxceleb2.yaml")
     assert pre.optim.betas == [0.9, 0.95] and pre.model_config().mask_ratio == 0.9
-    assert pre.data.batch_size * pre.trainer.devices == 60
+    # the paper's total batch of 60 views and its 80 (5 warm-up) epochs, counted in views
+    assert pre.data.batch_size * pre.trainer.devices * pre.data.repeats == 60
+    assert pre.optim.epochs * pre.data.repeats == 80 and pre.optim.warmup_epochs * pre.data.repeats == 5
 
 
 def test_stratified_split_is_seeded_and_per_class():

@@ -19,7 +19,8 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from hi2m.data.dataset import ClipDataset, ClipRecord
+from hi2m.data.dataset import ClipDataset
+from hi2m.data.records import ClipRecord, RecordTable
 from hi2m.data.errors import LayoutError
 from hi2m.data.index_cache import load_or_build
 from hi2m.labels import DFER_CLASSES, MAFW_CLASSES
@@ -79,7 +80,7 @@ def build_dataset(name: str, root: str | os.PathLike[str], split: str | None = N
 
 
 def _finish(
-    records: list[ClipRecord], log: BadLineLog, what: str, split: str | None, options: dict[str, Any], **defaults: Any
+    records: list[ClipRecord] | RecordTable, log: BadLineLog, what: str, split: str | None, options: dict[str, Any], **defaults: Any
 ) -> ClipDataset:
     """Print the bad-line summary and create the ClipDataset with adapter defaults."""
     log.print_summary(what)
@@ -132,7 +133,7 @@ def voxceleb2(
     )
     if not files:
         raise LayoutError(folder, "no .mp4 clips found", expected)
-    records = [ClipRecord(str(folder / f), -1) for f in files]
+    records = RecordTable(files, prefix=str(folder) + os.sep)  # flat buffers, not 1.09M objects
     dataset = _finish(records, BadLineLog(on_bad_line), f"voxceleb2 {split}", split, options, stride=4)
     dataset.index_origin = origin  # type: ignore[attr-defined]
     return dataset

@@ -23,7 +23,6 @@ A clip that fails in any way while it is read (open, decode, transform; see
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
@@ -31,6 +30,7 @@ from torch.utils.data import Dataset
 
 from hi2m.data.boundary import file_boundary
 from hi2m.data.errors import DecodeError
+from hi2m.data.records import ClipRecord, RecordTable
 from hi2m.data.sampling import SHORT_POLICIES, eval_windows, train_windows, window_span
 from hi2m.data.splits import BadLine
 from hi2m.data.transforms import default_transform, view_fields
@@ -38,19 +38,11 @@ from hi2m.data.video import open_clip_source, read_windows
 from hi2m.labels import DFER_CLASSES
 
 
-@dataclass(frozen=True)
-class ClipRecord:
-    """One clip of a dataset: a video file or frame folder, and its label (-1 = none)."""
-
-    path: str
-    label: int = -1
-
-
 class ClipDataset(Dataset):
     """Decode, sample and transform clips listed as :class:`ClipRecord`.
 
     Args:
-        records: the clips.
+        records: the clips (kept as a :class:`RecordTable`: flat buffers that forked workers share).
         num_frames: frames per window (T).
         stride: step between sampled frames.
         transform: ``transform(uint8 (T, H, W, 3), generator) -> float (C, T, H, W)``;
@@ -70,7 +62,7 @@ class ClipDataset(Dataset):
 
     def __init__(
         self,
-        records: Sequence[ClipRecord],
+        records: Sequence[ClipRecord] | RecordTable,
         *,
         num_frames: int = 16,
         stride: int = 4,
@@ -91,7 +83,7 @@ class ClipDataset(Dataset):
             raise ValueError(f"short must be one of {SHORT_POLICIES}, got {short!r}")
         if num_windows < 1 or repeats < 1:
             raise ValueError(f"num_windows and repeats must be >= 1, got {num_windows}, {repeats}")
-        self.records = list(records)
+        self.records = RecordTable.of(records)
         self.num_frames = num_frames
         self.stride = stride
         self.transform = transform if transform is not None else default_transform()
@@ -119,7 +111,7 @@ class ClipDataset(Dataset):
 
     @property
     def labels(self) -> list[int]:
-        return [r.label for r in self.records]
+        return self.records.labels.tolist()
 
     def set_epoch(self, epoch: int) -> None:
         """Change the per-item random stream when ``seed`` is set (call before each epoch)."""

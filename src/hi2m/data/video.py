@@ -52,6 +52,10 @@ class ClipSource(Protocol):
         """Frames at ``indices`` (any order, repeats allowed) as uint8 (T, H, W, 3)."""
         ...
 
+    def frames(self, indices: Sequence[int] | np.ndarray) -> dict[int, np.ndarray]:
+        """The distinct frames at ``indices``, each uint8 (H, W, 3), by index (all of one size)."""
+        ...
+
     def close(self) -> None: ...
 
     def __enter__(self) -> "ClipSource": ...
@@ -82,6 +86,13 @@ class _SourceBase:
                 f"got min {int(idx.min())}, max {int(idx.max())}"
             )
         return idx
+
+    def read(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        frames = self.frames(indices)
+        return np.stack([frames[int(i)] for i in np.asarray(indices, dtype=np.int64).reshape(-1)])  # (T, H, W, 3)
+
+    def frames(self, indices: Sequence[int] | np.ndarray) -> dict[int, np.ndarray]:
+        raise NotImplementedError
 
     def close(self) -> None:
         """Release file handles (no-op by default)."""
@@ -139,14 +150,13 @@ class FrameFolderSource(_SourceBase):
             raise DecodeError(self.files[i], f"cannot decode frame {i} ({err})") from err
         return frame
 
-    def read(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
-        idx = self._check_indices(indices)  # (T,)
-        unique = np.unique(idx)
+    def frames(self, indices: Sequence[int] | np.ndarray) -> dict[int, np.ndarray]:
+        unique = np.unique(self._check_indices(indices))
         loaded = {int(i): self._load(int(i)) for i in unique}
         shapes = {f.shape for f in loaded.values()}
         if len(shapes) > 1:
             raise DecodeError(self.path, f"frames have different sizes: {sorted(shapes)}")
-        return np.stack([loaded[int(i)] for i in idx])  # (T, H, W, 3)
+        return loaded
 
 
 def ffmpeg_errors() -> tuple[type[BaseException], ...]:
@@ -288,10 +298,8 @@ class VideoFileSource(_SourceBase):
             self._container = None
 
     # -- reading ----------------------------------------------------------------------
-    def read(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
-
-        idx = self._check_indices(indices)  # (T,)
-        wanted = [int(i) for i in np.unique(idx)]
+    def frames(self, indices: Sequence[int] | np.ndarray) -> dict[int, np.ndarray]:
+        wanted = [int(i) for i in np.unique(self._check_indices(indices))]
         try:
             if self._container is None:
                 self._open()
@@ -315,7 +323,7 @@ class VideoFileSource(_SourceBase):
         shapes = {f.shape for f in frames.values()}
         if len(shapes) > 1:
             raise DecodeError(self.path, f"frame size changes inside the video: {sorted(shapes)}")
-        return np.stack([frames[int(i)] for i in idx])  # (T, H, W, 3)
+        return frames
 
     def _keyframe_at_or_before(self, index: int) -> int:
         return int(self._keys[bisect_right(self._keys, index) - 1])
@@ -356,20 +364,33 @@ class VideoFileSource(_SourceBase):
         wanted_pts = {int(self._pts[i]) for i in segment}
         first_pts = int(self._pts[segment[0]])
         last_pts = int(self._pts[segment[-1]])
+        codec = self._stream.codec_context
+        try:
+            return self._collect(segment, wanted_pts, first_pts, last_pts, out)
+        finally:
+            codec.skip_frame = "DEFAULT"
+
+    def _collect(self, segment: list[int], wanted_pts: set[int], first_pts: int, last_pts: int,
+                 out: dict[int, np.ndarray]) -> bool:
         first_frame = True
-        for frame in self._container.decode(self._stream):
+        codec = self._stream.codec_context
+        for packet in self._container.demux(self._stream):
             check_time()
-            self.frames_decoded += 1
-            pts = frame.pts
-            if pts is None:
-                continue
-            if first_frame and pts > first_pts:
-                return False  # landed after the first wanted frame
-            first_frame = False
-            if pts in wanted_pts:
-                out[self._index_of_pts[pts]] = frame.to_ndarray(format="rgb24")  # (H, W, 3)
-            if pts >= last_pts:
-                break
+            # a frame nobody asked for and no later frame refers to is not decoded at all (a quarter of the
+            # decoding time at x264's defaults, benchmarks/loader.py); the setting applies per packet
+            codec.skip_frame = "DEFAULT" if packet.pts is None or packet.pts in wanted_pts else "NONREF"
+            for frame in packet.decode():
+                self.frames_decoded += 1
+                pts = frame.pts
+                if pts is None:
+                    continue
+                if first_frame and pts > first_pts:
+                    return False  # landed after the first wanted frame
+                first_frame = False
+                if pts in wanted_pts:
+                    out[self._index_of_pts[pts]] = frame.to_ndarray(format="rgb24")  # (H, W, 3)
+                if pts >= last_pts:
+                    return True
         return True
 
     def _decode_from_start(self, wanted: list[int]) -> dict[int, np.ndarray]:
@@ -409,6 +430,5 @@ def read_windows(source: ClipSource, windows: Sequence[np.ndarray]) -> list[np.n
     if not windows:
         return []
     flat = [np.asarray(w, dtype=np.int64).reshape(-1) for w in windows]
-    union = np.unique(np.concatenate(flat))  # (U,) sorted
-    frames = source.read(union)  # (U, H, W, 3)
-    return [frames[np.searchsorted(union, w)] for w in flat]  # each (T_k, H, W, 3)
+    frames = source.frames(np.concatenate(flat))  # each distinct frame once
+    return [np.stack([frames[int(i)] for i in w]) for w in flat]  # each (T_k, H, W, 3)

@@ -60,6 +60,7 @@ QUIET_WARNINGS = (
     r".*smaller than the logging interval.*",
     r".*does not have many workers.*",
     r".*overridden `transfer_batch_to_device`.*",  # ours: tensors only
+    r".*overridden `on_after_batch_transfer`.*",  # the module's: device augmentation
     r".*`validation_step` but have no `val_dataloader`.*",
 )
 
