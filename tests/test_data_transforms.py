@@ -129,3 +129,14 @@ def test_ready_pipelines_shapes():
     assert ev.shape == (3, 4, 112, 112)
     assert any(isinstance(t, RandomHorizontalFlip) for t in finetune_transform(160, train=True).transforms)
     assert not any(isinstance(t, RandomHorizontalFlip) for t in finetune_transform(160, train=False).transforms)
+
+
+def test_a_read_only_clip_is_copied_not_aliased():
+    """torch warns (once per process) about a tensor over a read-only array, and writing through it would be
+    undefined: a read-only clip (a prerendered pool shared between runs) is copied; a writable one is not."""
+    clip = random_clip()
+    shared = ToClipTensor()(clip)
+    assert shared.untyped_storage().data_ptr() == clip.ctypes.data  # no copy of a decoder's own frames
+    clip.setflags(write=False)
+    copied = ToClipTensor()(clip)
+    assert copied.untyped_storage().data_ptr() != clip.ctypes.data and torch.equal(copied, shared)

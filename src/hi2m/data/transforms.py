@@ -83,7 +83,10 @@ class ToClipTensor:
     """uint8 array or tensor (T, H, W, 3) -> uint8 tensor (C, T, H, W) (no copy)."""
 
     def __call__(self, clip: Tensor | np.ndarray, generator: torch.Generator | None = None) -> Tensor:
-        tensor = torch.from_numpy(np.ascontiguousarray(clip)) if isinstance(clip, np.ndarray) else clip
+        if isinstance(clip, np.ndarray):
+            # a read-only array (a shared, prerendered pool) is copied: torch tensors must be writable
+            clip = np.ascontiguousarray(clip) if clip.flags.writeable else np.array(clip, order="C")
+        tensor = torch.from_numpy(clip) if isinstance(clip, np.ndarray) else clip
         if tensor.ndim != 4 or tensor.shape[-1] != 3:
             raise ValueError(f"expected a clip (T, H, W, 3), got shape {tuple(tensor.shape)}")
         return tensor.permute(3, 0, 1, 2)  # (C, T, H, W)

@@ -115,11 +115,10 @@ class HI2M(nn.Module):
     def forward_loss(self, video: torch.Tensor, pred: torch.Tensor, mask: Mask) -> PretrainOutput:
         cfg = self.cfg
         with torch.no_grad():  # targets only for the masked tokens
-            tubelets = obj.tubelets_channel_first(video.float(), cfg.patch_size, cfg.tubelet_size)  # (B, N, C, ts, pp)
+            pixels = video.float() * self.pixel_std + self.pixel_mean  # (B, C, T, H, W) in [0, 1]
+            tubelets = obj.tubelet_pixels(pixels, cfg.patch_size, cfg.tubelet_size)  # (B, N, ts, pp, C)
             idx = mask.masked[:, :, None, None, None].expand(-1, -1, *tubelets.shape[2:])
-            masked = torch.gather(tubelets, 1, idx)  # (B, N_m, C, ts, pp)
-            pixels = masked * self.pixel_std.view(1, 1, -1, 1, 1) + self.pixel_mean.view(1, 1, -1, 1, 1)  # [0, 1]
-            target = obj.targets_from_tubelets(pixels.permute(0, 1, 3, 4, 2), cfg.target)  # (B, N_m, D_t)
+            target = obj.targets_from_tubelets(torch.gather(tubelets, 1, idx), cfg.target)  # (B, N_m, D_t)
         sq = obj.squared_errors(pred, target)  # (B, N_m, D_t)
         tok = sq.mean(dim=-1)  # (B, N_m) Eq. 1 per token
         rec = obj.sample_losses(tok)  # (B,) L_R^i

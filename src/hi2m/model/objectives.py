@@ -17,39 +17,28 @@ HSM_STD_EPS = 1e-6  # added to sigma in Eq. 3 so one clip, or equal losses, give
 # ---- Eq. 1: targets and reconstruction loss ------------------------------------------------
 
 
-def tubelets_channel_first(video: torch.Tensor, patch_size: int = 16, tubelet_size: int = 2) -> torch.Tensor:
-    """Cut a video into tokens in the encoder's time-major order, channel first within a token.
+def tubelet_pixels(video: torch.Tensor, patch_size: int = 16, tubelet_size: int = 2) -> torch.Tensor:
+    """Cut a video into tokens in the encoder's time-major order.
 
-    video (B, C, T, H, W) -> contiguous (B, N, C, ts, p*p), each channel's pixels ordered (frame, row, column).
+    video (B, C, T, H, W) -> (B, N, ts, p*p, C), pixels of each token ordered (frame, row, column, channel).
     """
     B, C, T, H, W = video.shape
     p, ts = patch_size, tubelet_size
     x = video.reshape(B, C, T // ts, ts, H // p, p, W // p, p)
-    x = x.permute(0, 2, 4, 6, 1, 3, 5, 7)  # (B, T', H', W', C, ts, p, p)
-    return x.reshape(B, -1, C, ts, p * p)  # (B, N, C, ts, p*p)
-
-
-def tubelet_pixels(video: torch.Tensor, patch_size: int = 16, tubelet_size: int = 2) -> torch.Tensor:
-    """Cut a video into tokens in the encoder's time-major order.
-
-    video (B, C, T, H, W) -> (B, N, ts, p*p, C), pixels of each token ordered (frame, row, column, channel)
-    (a view of :func:`tubelets_channel_first`, whose layout the normalisation reduces fastest).
-    """
-    return tubelets_channel_first(video, patch_size, tubelet_size).permute(0, 1, 3, 4, 2)  # (B, N, ts, p*p, C)
+    x = x.permute(0, 2, 4, 6, 3, 5, 7, 1)  # (B, T', H', W', ts, p, p, C)
+    return x.reshape(B, -1, ts, p * p, C)  # (B, N, ts, p*p, C)
 
 
 def normalize_tubelets(tokens: torch.Tensor, eps: float = TARGET_NORM_EPS) -> torch.Tensor:
     """Per token and channel: (x - mean) / (unbiased std + eps) over the ts*p*p positions.
 
-    tokens (B, N, ts, p*p, C) -> same shape, float32 (a view of channel-first memory).
+    tokens (B, N, ts, p*p, C) -> same shape, float32.
     """
     B, N, ts, pp, C = tokens.shape
-    # channel first, so every reduction runs over contiguous memory (free when ``tokens`` is a view of
-    # tubelets_channel_first); two-pass unbiased variance
-    x = tokens.float().permute(0, 1, 4, 2, 3).reshape(B, N, C, ts * pp)
-    centred = x - x.mean(dim=-1, keepdim=True)  # (B, N, C, ts*pp)
-    std = (centred.square().sum(dim=-1, keepdim=True) / (ts * pp - 1)).sqrt()  # (B, N, C, 1)
-    return (centred / (std + eps)).reshape(B, N, C, ts, pp).permute(0, 1, 3, 4, 2)  # (B, N, ts, pp, C)
+    x = tokens.float().reshape(B, N, ts * pp, C)
+    mean = x.mean(dim=2, keepdim=True)  # (B, N, 1, C)
+    std = x.var(dim=2, unbiased=True, keepdim=True).sqrt()  # (B, N, 1, C)
+    return ((x - mean) / (std + eps)).reshape(B, N, ts, pp, C)
 
 
 def targets_from_tubelets(tokens: torch.Tensor, mode: str = "dual") -> torch.Tensor:
