@@ -25,6 +25,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import re
 import statistics
 import sys
@@ -87,8 +88,10 @@ def report(rows: list[dict], args, recipe: S.Recipe) -> str:
     out = ["# SynthFace study: does HI2M pretraining pay?", "",
            f"`python benchmarks/synthface_study.py {' '.join(sys.argv[1:])}`".rstrip(), "",
            f"Seeds {seeds}; mean +- std over seeds; UAR in %, chance {chance:.1f}. Pretraining: "
-           f"{recipe.pretrain_steps} steps x batch {recipe.batch} = {recipe.pretrain_steps * recipe.batch} distinct "
-           f"unlabelled `voxceleb2`-preset clips per run. Labelled: the same preset, "
+           f"{recipe.pretrain_steps} steps x batch {recipe.batch} = {recipe.pretrain_steps * recipe.batch} clip views"
+           + (f" of a pool of {args.pool} unlabelled `voxceleb2`-preset clips "
+              f"({recipe.pretrain_steps * recipe.batch / args.pool:g} epochs; `hi2m demo`'s recipe)" if args.pool else
+              " of as many distinct unlabelled `voxceleb2`-preset clips") + " per run. Labelled: the same preset, "
            f"{S.FRAMES}x{S.SIZE}x{S.SIZE}, budgets {args.budgets} clips per class from one fixed pool, test split of "
            f"{args.test_clips} clips. Fine-tuning: {recipe.finetune_steps} steps at every budget, last step "
            "evaluated (no model selection).", ""]
@@ -193,6 +196,10 @@ def main() -> None:
     ap.add_argument("--cache", default="runs/bench-cache")
     ap.add_argument("--runs", default="runs/study", help="where the engine's run directories go")
     ap.add_argument("--workers", type=int, default=1, help="DataLoader workers rendering the unlabelled stream")
+    ap.add_argument("--pool", type=int, default=None,
+                    help="unlabelled clips, rendered once by every core and read for pretrain-steps x batch / pool "
+                         "epochs (hi2m demo's recipe: --pretrain-steps 6000 --pool 24000); default: pretrain-steps x "
+                         "batch clips rendered on the fly in --workers and read once")
     ap.add_argument("--out", default="docs/results-synthface.md")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 1 seed, short schedules, 2 variants")
     ap.add_argument("--report-only", action="store_true", help="compute nothing: the report of what is cached")
@@ -206,6 +213,8 @@ def main() -> None:
     recipe = S.Recipe(pretrain_steps=args.pretrain_steps, finetune_steps=args.finetune_steps, batch=args.batch)
     cache = Path(args.cache)
     tag = f"engine-{args.pretrain_steps}-{args.finetune_steps}-{args.batch}-{args.test_clips}"
+    if args.pool:
+        tag += f"-pool{args.pool}"
     results = cache / f"synthface_study-{tag}.jsonl"
     rows = [json.loads(x) for x in results.read_text().splitlines()] if results.is_file() else []
     have = {(r["kind"], r["variant"], r.get("budget"), r["seed"]) for r in rows}
@@ -236,7 +245,8 @@ def main() -> None:
                         lambda: S.render_clips(S.LABELLED, "test", args.test_clips))
     held_out = cached_clips(cache, f"study-val-64-{key}", lambda: S.render_clips(S.UNLABELLED, "val", 64))
     wild = cached_clips(cache, f"study-wild-64-{key}", lambda: S.render_clips(S.WILD, "val", 64))
-    n_stream = recipe.pretrain_steps * recipe.batch
+    n_stream = args.pool or recipe.pretrain_steps * recipe.batch
+    prerender = (os.cpu_count() or 1) if args.pool else 0
     runs = Path(args.runs).absolute()
     import logging
 
@@ -287,13 +297,14 @@ def main() -> None:
     def pretrain_variant(name: str, variant: dict, seed: int, steps: int):
         longer = dataclasses.replace(recipe, pretrain_steps=steps)
         cfg = S.pretrain_config(variant, seed, longer, runs, f"seed{seed}/pre-{slug(name)}", args.workers,
-                                pool=n_stream)
+                                pool=n_stream, prerender=prerender)
         model_dir = Path(cfg.run.dir) / cfg.run.name / "model"
         if ("pretrain", name, None, seed) in have and (model_dir / "model.safetensors").is_file():
             return model_dir
         t = time.perf_counter()
         threads = torch.get_num_threads()
-        torch.set_num_threads(max(1, threads - args.workers))  # the rendering workers need cores of their own
+        if not prerender:
+            torch.set_num_threads(max(1, threads - args.workers))  # the rendering workers need cores of their own
         try:
             out = pretrain(cfg)
         finally:
