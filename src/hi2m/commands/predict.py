@@ -28,6 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="write the results here instead of stdout")
     parser.add_argument("--annotated", default=None, metavar="PATH",
                         help="write an annotated H.264 .mp4 (a folder when several videos are given)")
+    parser.add_argument("--report", default=None, metavar="PATH.html",
+                        help="write one self-contained HTML report of every video (plots over time, segments, the "
+                             "face where each expression peaked, failures with their reasons); rewritten after "
+                             "every video, opens offline in any browser")
     g = parser.add_argument_group("sampling and face tracking")
     g.add_argument("--sample-fps", type=float, default=7.5, help="frames per second the model sees (default 7.5)")
     g.add_argument("--stride", type=int, default=None, help="fixed frame stride (overrides --sample-fps)")
@@ -119,6 +123,16 @@ def run(args: argparse.Namespace) -> int:
     except OSError as err:
         _say(f"error: cannot write {args.out} ({err})")
         return EXIT_USAGE
+    report = None
+    if args.report:
+        from hi2m.infer.report import ReportWriter
+
+        try:
+            report = ReportWriter(args.report, str(args.model), predictor.class_names)
+        except OSError as err:
+            writer.close()
+            _say(f"error: cannot write the report {args.report} ({err})")
+            return EXIT_USAGE
     failed = 0
     bar = Progress(0, unit="s", quiet=args.quiet)  # a bar on a terminal only; one line per video otherwise
     try:
@@ -130,6 +144,8 @@ def run(args: argparse.Namespace) -> int:
                 result = VideoResult(path=path, status=FAILED, class_names=predictor.class_names, message=str(err))
             bar.clear()
             writer.add(result)
+            if report is not None:
+                report.add(result)
             failed += not result.ok
             _report(result, args.quiet)
             if args.annotated and result.ok:
@@ -138,6 +154,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
         writer.close()
+    if report is not None and not args.quiet:
+        _say(f"report written to {args.report}")
     if failed:
         _say(f"{failed} of {len(args.videos)} videos failed")
     return EXIT_SOME_FAILED if failed else EXIT_OK

@@ -30,7 +30,7 @@ from hi2m.data.transforms import EvalViews
 from hi2m.infer.detect import Box, FaceDetector
 from hi2m.infer.detectors import make_detector
 from hi2m.infer.frames import SequentialVideo
-from hi2m.infer.result import NO_FACE, OK, PARTIAL, VideoResult, WindowPrediction
+from hi2m.infer.result import NO_FACE, OK, PARTIAL, Peak, VideoResult, WindowPrediction
 from hi2m.infer.track import FaceCrops
 from hi2m.io.onnx import OnnxRunner
 from hi2m.io.weights import load_pretrained
@@ -201,6 +201,7 @@ class _VideoRun:
         self.crops: dict[int, np.ndarray | None] = {}  # k -> (S, S, 3) crop, released once used
         self.windows: list[WindowPrediction] = []
         self.queue: list[tuple[WindowPrediction, np.ndarray]] = []
+        self.peaks: dict[str, Peak] = {}  # class -> where it peaked, with the face there
         self.next_start = 0
 
     # -- the pass ------------------------------------------------------------------------------
@@ -297,9 +298,13 @@ class _VideoRun:
         t0 = time.perf_counter()
         probs = self.p.classify(np.stack([clip for _, clip in self.queue]))  # (B, K)
         self.p.timings["model"] += time.perf_counter() - t0
-        for (w, _), pr in zip(self.queue, probs):
+        for (w, clip), pr in zip(self.queue, probs):
             w.probs = [float(v) for v in pr]
             w.top = self.p.class_names[int(np.argmax(pr))]
+            for name, prob in zip(self.p.class_names, w.probs):  # K crops kept, whatever the video's length
+                if name not in self.peaks or prob > self.peaks[name].prob:
+                    self.peaks[name] = Peak(prob, w.index, (w.start_time + w.end_time) / 2,
+                                            clip[len(clip) // 2].copy())
         self.queue = []
 
     def _result(self, info: dict[str, Any], fps: float) -> VideoResult:
@@ -329,7 +334,7 @@ class _VideoRun:
         result = VideoResult(
             path=self.path, status=status, class_names=self.p.class_names, windows=self.windows, message=message,
             info=info, frame_coverage=float(np.mean([b is not None for b in self.boxes])) if self.boxes else 0.0,
-            settings=settings, frame_boxes=list(zip(self.frame_index, self.boxes)),
+            settings=settings, frame_boxes=list(zip(self.frame_index, self.boxes)), peaks=self.peaks,
         )
         return result
 

@@ -47,6 +47,16 @@ class WindowPrediction:
 
 
 @dataclass
+class Peak:
+    """The window where one class was most probable, and the face there (for ``--report``'s thumbnails)."""
+
+    prob: float
+    window: int  # WindowPrediction.index
+    time: float  # seconds, the middle of that window
+    crop: np.ndarray = field(repr=False)  # (S, S, 3) uint8, the face crop of the window's middle frame
+
+
+@dataclass
 class VideoResult:
     """Everything predicted for one video. ``status`` is one of ok / partial / no_face / error."""
 
@@ -60,6 +70,8 @@ class VideoResult:
     settings: dict[str, Any] = field(default_factory=dict)
     # (source frame index, tracked box or None) per sampled frame, for drawing; not in to_dict()
     frame_boxes: list[tuple[int, Any]] = field(default_factory=list, repr=False)
+    # class name -> the window where it peaked, with the face crop there; not in to_dict()
+    peaks: dict[str, Peak] = field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
