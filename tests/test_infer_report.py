@@ -170,3 +170,21 @@ def test_a_report_that_cannot_be_written_is_a_usage_error(run, tmp_path, capsys)
     rc = main(["predict", str(run["broken"]), "--model", str(Path(run["videos"][0]).parent / "model <b>x</b>"),
                "--report", str(blocker / "report.html"), "--quiet"])
     assert rc == 2 and "cannot write the report" in capsys.readouterr().err
+
+
+def test_a_ten_minute_video_gives_a_small_report():
+    """600 windows (10 minutes at the default 1 s hop), 7 classes, a thumbnail per class: far under 5 MB."""
+    from hi2m.infer.report import render
+    from hi2m.infer.result import Peak, VideoResult
+
+    rng = np.random.default_rng(0)
+    names = ("Happy", "Sad", "Neutral", "Angry", "Surprise", "Disgust", "Fear")
+    windows = []
+    for i in range(600):
+        p = rng.dirichlet(np.ones(7))
+        windows.append(WindowPrediction(i, 30 * i, 30 * i + 60, float(i), i + 2.0, True, 1.0, probs=list(p),
+                                        top=names[int(np.argmax(p))]))
+    peaks = {n: Peak(0.9, 0, 1.0, rng.integers(0, 256, (160, 160, 3), dtype=np.uint8)) for n in names}
+    result = VideoResult("long.mp4", "ok", names, windows, info={"duration": 601.0, "fps": 30.0}, peaks=peaks)
+    size = len(render([result], "model", names).encode())
+    assert size < 1_000_000, size
