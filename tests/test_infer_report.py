@@ -184,7 +184,7 @@ def test_a_ten_minute_video_gives_a_small_report():
         p = rng.dirichlet(np.ones(7))
         windows.append(WindowPrediction(i, 30 * i, 30 * i + 60, float(i), i + 2.0, True, 1.0, probs=list(p),
                                         top=names[int(np.argmax(p))]))
-    peaks = {n: Peak(0.9, 0, 1.0, rng.integers(0, 256, (160, 160, 3), dtype=np.uint8)) for n in names}
+    peaks = {(0, n): Peak(0.9, 0, 1.0, rng.integers(0, 256, (160, 160, 3), dtype=np.uint8)) for n in names}
     result = VideoResult("long.mp4", "ok", names, windows, info={"duration": 601.0, "fps": 30.0}, peaks=peaks)
     size = len(render([result], "model", names).encode())
     assert size < 1_000_000, size

@@ -33,6 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "face where each expression peaked, failures with their reasons); rewritten after "
                              "every video, opens offline in any browser")
     g = parser.add_argument_group("sampling and face tracking")
+    g.add_argument("--faces", choices=("one", "all"), default="one",
+                   help="one (default): the largest face, followed through the video; all: every face, each with "
+                        "an id that stays with it and its own windows (JSON/CSV get a face_id)")
+    g.add_argument("--reid-seconds", type=float, default=3.0,
+                   help="--faces all: a face that leaves and comes back within this many seconds, near where it "
+                        "left and of a similar size, keeps its id (default 3)")
     g.add_argument("--sample-fps", type=float, default=7.5, help="frames per second the model sees (default 7.5)")
     g.add_argument("--stride", type=int, default=None, help="fixed frame stride (overrides --sample-fps)")
     g.add_argument("--hop", type=float, default=1.0, help="seconds between window starts (default 1.0)")
@@ -95,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
         options = PredictOptions(sample_fps=args.sample_fps, stride=args.stride, hop=args.hop,
                                  detect_every=args.detect_every, search=args.search, margin=args.margin,
                                  min_face_coverage=args.min_face_coverage, batch_size=args.batch_size,
-                                 backend=args.backend, precision=args.precision, time_limit=args.time_limit)
+                                 backend=args.backend, precision=args.precision, time_limit=args.time_limit,
+                                 faces=args.faces, reid_seconds=args.reid_seconds)
         model = load_pretrained(args.model, map_location=args.device)
     except (ValueError, FileNotFoundError, OSError, RuntimeError) as err:
         _say(f"error: {err}")
@@ -119,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
         _say(f"error: {err}")
         return EXIT_USAGE
     try:
-        writer = ResultWriter(output_format(args.format, args.out), args.out, str(args.model), predictor.class_names)
+        writer = ResultWriter(output_format(args.format, args.out), args.out, str(args.model), predictor.class_names,
+                              face_ids=args.faces == "all")
     except OSError as err:
         _say(f"error: cannot write {args.out} ({err})")
         return EXIT_USAGE

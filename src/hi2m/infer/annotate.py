@@ -1,5 +1,6 @@
 """``--annotated``: the video again, with the tracked face box, the current expression and a
-probability bar per class, encoded as H.264 (PyAV, libx264) in an .mp4."""
+probability bar per class (``--faces all``: every face's box labelled with its id and current expression),
+encoded as H.264 (PyAV, libx264) in an .mp4."""
 
 from __future__ import annotations
 
@@ -44,6 +45,25 @@ def box_at(frame_boxes: list[tuple[int, Box | None]], frame: int) -> Box | None:
     return interpolate(b0, b1, (frame - i0) / (i1 - i0))
 
 
+def label_faces(frame: np.ndarray, faces: list[tuple[int, Box, WindowPrediction | None]]) -> np.ndarray:
+    """``--faces all``: each face's box, id and current expression on a copy of an RGB frame (H, W, 3)."""
+    import cv2
+
+    out = np.ascontiguousarray(frame.copy())
+    h, w = out.shape[:2]
+    scale = max(0.35, min(h, w) / 720)
+    thick = max(1, int(round(2 * scale)))
+    for face, box, window in faces:
+        cv2.rectangle(out, (int(box.x0), int(box.y0)), (int(box.x1), int(box.y1)), BOX_COLOUR, thick)
+        text = f"{face}: " + ("-" if window is None or window.probs is None else f"{window.top} {max(window.probs):.2f}")
+        y = max(int(box.y0) - 6, int(16 * scale) + 2)
+        cv2.putText(out, text, (int(box.x0), y), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, (0, 0, 0), thick + 2,
+                    cv2.LINE_AA)
+        cv2.putText(out, text, (int(box.x0), y), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, (255, 255, 255), thick,
+                    cv2.LINE_AA)
+    return out
+
+
 def draw(frame: np.ndarray, box: Box | None, window: WindowPrediction | None, class_names: tuple[str, ...]) -> np.ndarray:
     """Draw the box, the top expression and the probability bars on a copy of an RGB frame (H, W, 3)."""
     import cv2
@@ -74,6 +94,7 @@ def write_annotated(result: VideoResult, out_path: str | Path, crf: int = 23) ->
 
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    windows = {f: result.windows_of(f) for f in (result.faces or [])}
     with SequentialVideo(result.path) as video:
         fps = Fraction(video.info.fps).limit_denominator(1001)
         container = av.open(str(out_path), mode="w")
@@ -84,8 +105,14 @@ def write_annotated(result: VideoResult, out_path: str | Path, crf: int = 23) ->
                 if stream is None:
                     stream = container.add_stream("libx264", rate=fps, options={"crf": str(crf), "preset": "veryfast"})
                     stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-                window = current_window(result.windows, index, reach=int(result.settings.get("hop_frames", 0)))
-                img = draw(rgb[:h, :w], box_at(result.frame_boxes, index), window, result.class_names)
+                reach = int(result.settings.get("hop_frames", 0))
+                if result.faces is None:
+                    window = current_window(result.windows, index, reach=reach)
+                    img = draw(rgb[:h, :w], box_at(result.frame_boxes, index), window, result.class_names)
+                else:
+                    shown = [(f, box_at(result.face_boxes[f], index), current_window(windows[f], index, reach))
+                             for f in result.faces]
+                    img = label_faces(rgb[:h, :w], [(f, b, win) for f, b, win in shown if b is not None])
                 for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                     container.mux(packet)
             if stream is not None:

@@ -15,6 +15,7 @@ borrow the nearest face crop of the window); otherwise it is reported with ``fac
 
 from __future__ import annotations
 
+import math
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass
@@ -31,7 +32,7 @@ from hi2m.infer.detect import Box, FaceDetector
 from hi2m.infer.detectors import make_detector
 from hi2m.infer.frames import SequentialVideo
 from hi2m.infer.result import NO_FACE, OK, PARTIAL, Peak, VideoResult, WindowPrediction
-from hi2m.infer.track import FaceCrops
+from hi2m.infer.track import FaceCrops, FaceTracker, MultiFaceTracker
 from hi2m.io.onnx import OnnxRunner
 from hi2m.io.weights import load_pretrained
 from hi2m.model.classifier import VideoClassifier
@@ -53,6 +54,8 @@ class PredictOptions:
     backend: str = "torch"  # "torch" or "onnxruntime" (the exported graph, CPU)
     precision: str = "fp32"  # "fp32" or "bf16" (torch autocast; the torch backend only)
     time_limit: float = 600.0  # seconds of decoding allowed per video (detection and model excluded; 0 = none)
+    faces: str = "one"  # "one": the largest face, followed (one timeline); "all": every face, its own id and timeline
+    reid_seconds: float = 3.0  # faces "all": a face that leaves and comes back within this keeps its id
 
     def __post_init__(self) -> None:
         if self.sample_fps <= 0 or self.hop <= 0:
@@ -71,6 +74,10 @@ class PredictOptions:
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         if self.time_limit < 0:
             raise ValueError(f"time_limit must be >= 0 seconds (0 = no limit), got {self.time_limit}")
+        if self.faces not in ("one", "all"):
+            raise ValueError(f"faces must be 'one' or 'all', got {self.faces!r}")
+        if self.reid_seconds < 0:
+            raise ValueError(f"reid_seconds must be >= 0, got {self.reid_seconds}")
         if self.backend == "onnxruntime" and self.precision != "fp32":
             raise ValueError("the onnxruntime backend runs the fp32 graph: use precision 'fp32'")
 
@@ -182,6 +189,17 @@ class Predictor:
     predict_video = predict  # its name before 0.1.0's Python API; the same method
 
 
+class _Timeline:
+    """One face's sliding windows (the whole video's single face, or one track of ``faces="all"``)."""
+
+    def __init__(self, face: int | None, first: int) -> None:
+        self.face = face  # None: the one-face mode (no id in the output)
+        self.crops: dict[int, np.ndarray] = {}  # k -> (S, S, 3) crop, released once no window needs it
+        self.boxes: dict[int, Box] = {}  # k -> box, every sampled frame where this face is
+        self.next_start = first  # k of the next window's first frame
+        self.last_seen = first  # the last k with this face
+
+
 class _VideoRun:
     """The state of one video's pass (see the module docstring for the algorithm)."""
 
@@ -193,16 +211,15 @@ class _VideoRun:
         self.path = path
         self.T = predictor.cfg.num_frames
         self.size = predictor.cfg.image_size
-        self.faces = FaceCrops(predictor.detector, self.size, self.opts.margin, self.opts.detect_every,
-                               self.opts.search, timings=predictor.timings)
         self.frame_index: list[int] = []  # per sampled frame k: source frame index
         self.frame_time: list[float] = []  # per k: seconds
-        self.boxes: list[Box | None] = []  # per k: tracked box
-        self.crops: dict[int, np.ndarray | None] = {}  # k -> (S, S, 3) crop, released once used
+        self.timelines: dict[int, _Timeline] = {}  # face id -> its windows' state
+        if self.opts.faces == "one":  # one face, the whole video long, found or not
+            self.timelines[0] = _Timeline(None, 0)
         self.windows: list[WindowPrediction] = []
         self.queue: list[tuple[WindowPrediction, np.ndarray]] = []
-        self.peaks: dict[str, Peak] = {}  # class -> where it peaked, with the face there
-        self.next_start = 0
+        self.peaks: dict[tuple[int, str], Peak] = {}  # (face, class) -> where it peaked, with the face there
+        self.resolved = 0  # sampled frames with their boxes and crops known
 
     # -- the pass ------------------------------------------------------------------------------
     def result(self) -> VideoResult:
@@ -212,6 +229,8 @@ class _VideoRun:
             self.stride = self.opts.stride or max(1, round(fps / self.opts.sample_fps))
             self.hop = max(1, round(self.opts.hop * fps / self.stride))  # in sampled frames
             self.frame_duration = 1.0 / fps
+            self.faces = FaceCrops(self.p.detector, self.size, self.opts.margin, self.opts.detect_every,
+                                   self.opts.search, tracker=self._tracker(fps), timings=self.p.timings)
             frames = video.frames(self.stride)
             index, self.broken = -1, None
             while True:
@@ -238,47 +257,64 @@ class _VideoRun:
         self._finish()
         return self._result(info, fps)
 
+    def _tracker(self, fps: float):
+        if self.opts.faces == "one":
+            return FaceTracker()
+        per_step = self.stride * self.opts.detect_every / fps  # seconds between detection frames
+        return MultiFaceTracker(reid_steps=math.ceil(self.opts.reid_seconds / per_step))
+
     def _add_sampled(self, index: int, t: float, rgb: np.ndarray) -> None:
         self.frame_index.append(index)
         self.frame_time.append(t)
-        self.boxes.append(None)
         self._take(self.faces.push(rgb))
 
-    def _take(self, resolved: list[tuple[int, Box | None, np.ndarray | None]]) -> None:
+    def _take(self, resolved: list[tuple[int, dict[int, Box], dict[int, np.ndarray]]]) -> None:
         """Store the boxes and crops of newly resolved sampled frames, then classify the windows they complete."""
-        for k, box, crop in resolved:
-            self.boxes[k], self.crops[k] = box, crop
+        for k, boxes, crops in resolved:
+            for face, box in boxes.items():
+                line = self.timelines.get(face)
+                if line is None:  # a new face: its windows start where it appears
+                    line = self.timelines[face] = _Timeline(face, k)
+                line.boxes[k], line.crops[k], line.last_seen = box, crops[face], k
+        self.resolved += len(resolved)
         if resolved:
-            self._emit_windows()
+            for line in self.timelines.values():
+                self._emit_windows(line)
 
-    def _emit_windows(self) -> None:
-        resolved = self.faces.resolved
-        while self.next_start + self.T <= resolved:
-            self._window(list(range(self.next_start, self.next_start + self.T)))
-            self.next_start += self.hop
-        keep_from = min(self.next_start, resolved - self.T)  # the last T stay for the tail window
-        for k in [k for k in self.crops if k < keep_from]:
-            del self.crops[k]
+    def _emit_windows(self, line: _Timeline) -> None:
+        # in the one-face mode windows run to the video's end, face or not; a face of "all" has windows while
+        # it is there (a window may reach past its last frame: the frames without it count against coverage)
+        while line.next_start + self.T <= self.resolved and (line.face is None or line.next_start <= line.last_seen):
+            self._window(line, list(range(line.next_start, line.next_start + self.T)))
+            line.next_start += self.hop
+        keep_from = min(line.next_start, self.resolved - self.T)  # the last T stay for the tail window
+        for k in [k for k in line.crops if k < keep_from]:
+            del line.crops[k]
 
     def _finish(self) -> None:
         self._take(self.faces.finish())
         n = len(self.frame_index)
-        if n < self.T:  # shorter than one window: loop its frames
-            self._window([j % n for j in range(self.T)], looped=True)
-        else:
-            self._emit_windows()
-            if not self.windows or self.windows[-1].end_frame < self.frame_index[n - 1]:
-                self._window(list(range(n - self.T, n)))  # the tail window, aligned with the end
+        for line in self.timelines.values():
+            if n < self.T:  # shorter than one window: loop its frames
+                self._window(line, [j % n for j in range(self.T)], looped=True)
+                continue
+            self._emit_windows(line)
+            end = n - 1 if line.face is None else line.last_seen
+            mine = [w for w in self.windows if w.face_id == line.face]
+            if not mine or mine[-1].end_frame < self.frame_index[end]:
+                first = max(0, end - self.T + 1)
+                self._window(line, list(range(first, first + self.T)))  # the tail window, aligned with the end
         self._flush()
 
-    def _window(self, ks: list[int], looped: bool = False) -> None:
-        has = [self.crops.get(k) is not None for k in ks]
+    def _window(self, line: _Timeline, ks: list[int], looped: bool = False) -> None:
+        has = [line.crops.get(k) is not None for k in ks]
         coverage = float(np.mean(has))
         first, last = min(ks), max(ks)
         w = WindowPrediction(
             index=len(self.windows), start_frame=self.frame_index[first], end_frame=self.frame_index[last],
             start_time=self.frame_time[first], end_time=self.frame_time[last] + self.frame_duration,
             face=coverage >= self.opts.min_face_coverage, face_coverage=coverage, looped=looped,
+            face_id=line.face,
         )
         self.windows.append(w)
         if not w.face:
@@ -287,7 +323,7 @@ class _VideoRun:
         clip = []
         for i, k in enumerate(ks):  # a frame without a face borrows the nearest face crop
             src = k if has[i] else ks[min(with_face, key=lambda j: abs(j - i))]
-            clip.append(self.crops[src])
+            clip.append(line.crops[src])
         self.queue.append((w, np.stack(clip)))  # (T, S, S, 3)
         if len(self.queue) >= self.opts.batch_size:
             self._flush()
@@ -301,18 +337,28 @@ class _VideoRun:
         for (w, clip), pr in zip(self.queue, probs):
             w.probs = [float(v) for v in pr]
             w.top = self.p.class_names[int(np.argmax(pr))]
-            for name, prob in zip(self.p.class_names, w.probs):  # K crops kept, whatever the video's length
-                if name not in self.peaks or prob > self.peaks[name].prob:
-                    self.peaks[name] = Peak(prob, w.index, (w.start_time + w.end_time) / 2,
-                                            clip[len(clip) // 2].copy())
+            for name, prob in zip(self.p.class_names, w.probs):  # K crops per face, whatever the video's length
+                key = (w.face_id or 0, name)
+                if key not in self.peaks or prob > self.peaks[key].prob:
+                    self.peaks[key] = Peak(prob, w.index, (w.start_time + w.end_time) / 2, clip[len(clip) // 2].copy())
         self.queue = []
 
     def _result(self, info: dict[str, Any], fps: float) -> VideoResult:
+        self.windows.sort(key=lambda w: (w.start_frame, -1 if w.face_id is None else w.face_id))
+        order = {w.index: i for i, w in enumerate(self.windows)}  # indices in the output's order
+        for w in self.windows:
+            w.index = order[w.index]
+        for peak in self.peaks.values():
+            peak.window = order[peak.window]
         n_face = sum(w.face for w in self.windows)
+        faces = sorted(f for f, line in self.timelines.items() if line.face is not None)
         if n_face == 0:
             status = NO_FACE
             message = (f"no face found: {len(self.frame_index)} sampled frames, detector run on every "
                        f"{self.opts.detect_every}. sampled frame; no prediction")
+            if faces:
+                message = (f"{len(faces)} face track(s), none long enough for a window of {self.T} sampled "
+                           f"frames with a face in {self.opts.min_face_coverage:.0%} of them; no prediction")
         elif n_face < len(self.windows):
             status = PARTIAL
             message = f"{len(self.windows) - n_face} of {len(self.windows)} windows without a face (face = false)"
@@ -331,12 +377,18 @@ class _VideoRun:
         settings = asdict(self.p.options)
         settings.update(detector=self.p.detector_name, stride=self.stride, hop_frames=self.hop * self.stride,
                         window_frames=self.T, window_seconds=round(((self.T - 1) * self.stride + 1) / fps, 3))
-        result = VideoResult(
+        boxes = {f: [(i, line.boxes.get(k)) for k, i in enumerate(self.frame_index)]
+                 for f, line in self.timelines.items()}
+        one = self.timelines.get(0)
+        coverage = (len(one.boxes) / len(self.frame_index) if one is not None and self.frame_index else 0.0)
+        if self.opts.faces == "all" and self.frame_index:
+            with_any = set().union(*(line.boxes for line in self.timelines.values())) if self.timelines else set()
+            coverage = len(with_any) / len(self.frame_index)
+        return VideoResult(
             path=self.path, status=status, class_names=self.p.class_names, windows=self.windows, message=message,
-            info=info, frame_coverage=float(np.mean([b is not None for b in self.boxes])) if self.boxes else 0.0,
-            settings=settings, frame_boxes=list(zip(self.frame_index, self.boxes)), peaks=self.peaks,
+            info=info, frame_coverage=coverage, settings=settings, face_boxes=boxes, peaks=self.peaks,
+            faces=faces if self.opts.faces == "all" else None,
         )
-        return result
 
 
 def load(model_dir: str | Path, detector: FaceDetector | str = "auto", device: str = "cpu", **options: Any) -> Predictor:

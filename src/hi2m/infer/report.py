@@ -35,7 +35,7 @@ THUMB = 96  # thumbnail side, px
 
 CSS = """
 body{font:15px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:980px;padding:16px;color:#222}
-h1{font-size:22px;margin:8px 0} h2{font-size:18px;margin:28px 0 6px;word-break:break-all}
+h1{font-size:22px;margin:8px 0} h2{font-size:18px;margin:28px 0 6px;word-break:break-all} h3{font-size:16px;margin:18px 0 4px} h4{font-size:14px;margin:12px 0 4px}
 .meta,.note{color:#555;font-size:13px} .status{font-size:12px;padding:1px 6px;border-radius:3px;margin-left:6px}
 .ok{background:#dff3df} .partial{background:#fff2cc} .failed,.no_face{background:#f8d7d7}
 table{border-collapse:collapse;margin:6px 0} td,th{padding:2px 8px;text-align:left;border-bottom:1px solid #eee;font-size:13px}
@@ -105,11 +105,10 @@ def _ticks(duration: float) -> list[float]:
     return [i * step for i in range(int(duration // step) + 1)]
 
 
-def probability_plot(result: VideoResult) -> str:
-    """The class probabilities over time (window centres) as an inline SVG: one ``polyline.series`` per class
-    and face-run (``data-class``; its y is ``data-y0 - p * data-h``), broken where windows have no face."""
-    windows = result.windows
-    duration = max((w.end_time for w in windows), default=0.0)
+def probability_plot(result: VideoResult, windows: Sequence[WindowPrediction], duration: float) -> str:
+    """The class probabilities of ``windows`` (one face's) over time (window centres) as an inline SVG: one
+    ``polyline.series`` per class and face-run (``data-class``; its y is ``data-y0 - p * data-h``), broken
+    where windows have no face; the time axis runs over the whole video (``duration`` seconds)."""
     inner_h = PLOT_H - PAD_T - PAD_B
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{PLOT_W}" height="{PLOT_H}" '
              f'viewBox="0 0 {PLOT_W} {PLOT_H}" role="img" class="plot" data-y0="{_y(0.0):.2f}" data-h="{inner_h}" '
@@ -179,37 +178,57 @@ def _video_section(i: int, result: VideoResult) -> str:
         out.append(f'<p class="note">{esc(result.message)}</p>')
     if not result.ok:
         return "".join(out) + "</section>"
-    summary = result.summary
-    out.append(f"<p>Expression found most: <b>{esc(summary['dominant'])}</b> (highest mean probability over the "
-               "windows with a face)</p><table><tr><th>class</th><th>mean probability</th><th></th>"
-               "<th>share of windows on top</th></tr>")
+    duration = max((w.end_time for w in result.windows), default=0.0)
+    if result.faces is None:
+        out.append(_face_part(result, None, result.summary, duration))
+    else:
+        out.append(f'<p>{len(result.faces)} face(s) tracked, each with its own id for the whole video.</p>')
+        for face in result.faces:
+            s = result.face_summary(face)
+            when = (f" · seen from {_clock(s['first_time'])} to {_clock(s['last_time'])}"
+                    if s.get("first_time") is not None else "")
+            out.append(f'<h3 class="face" id="video-{i}-face-{face}">Face {face}</h3><div class="meta">'
+                       f"{s['windows_with_face']} of {s['windows']} windows classified{esc(when)}</div>")
+            if s["windows_with_face"] == 0:
+                out.append('<p class="note">This face was not in view long enough for one window: no prediction.</p>')
+                continue
+            out.append(_face_part(result, face, s, duration))
+    return "".join(out) + "</section>"
+
+
+def _face_part(result: VideoResult, face: int | None, summary: dict[str, Any], duration: float) -> str:
+    """Summary table, plot, segments and peak thumbnails of one face (None: the one-face mode)."""
+    windows = result.windows_of(face)
+    out = [f"<p>Expression found most: <b>{esc(summary['dominant'])}</b> (highest mean probability over the "
+           "windows with a face)</p><table><tr><th>class</th><th>mean probability</th><th></th>"
+           "<th>share of windows on top</th></tr>"]
     for name_k in result.class_names:
         p = summary["mean_probs"][name_k]
         share = summary["window_share"][name_k]
         out.append(f'<tr><td>{esc(name_k)}</td><td>{p:.3f}</td><td><span class="bar" style="width:{120 * p:.0f}px">'
                    f"</span></td><td>{100 * share:.0f}%</td></tr>")
-    out.append("</table><h3>Over time</h3>" + probability_plot(result))
-    segs = segments(result.windows)
-    out.append("<h3>Segments</h3><table><tr><th>from</th><th>to</th><th>expression</th><th>windows</th>"
+    out.append("</table><h4>Over time</h4>" + probability_plot(result, windows, duration))
+    out.append("<h4>Segments</h4><table><tr><th>from</th><th>to</th><th>expression</th><th>windows</th>"
                "<th>mean probability</th></tr>")
-    for sg in segs:
+    for sg in segments(windows):
         out.append(f'<tr class="segment"><td>{_clock(sg["start"])}</td><td>{_clock(sg["end"])}</td>'
                    f"<td>{esc(sg['top'])}</td><td>{sg['windows']}</td><td>{sg['mean_prob']:.3f}</td></tr>")
     out.append("</table>")
     chance = 1.0 / max(len(result.class_names), 1)
-    shown = [n for n in result.class_names if n in result.peaks and result.peaks[n].prob >= chance]
+    peaks = {n: result.peaks[(face or 0, n)] for n in result.class_names if (face or 0, n) in result.peaks}
+    shown = [n for n in result.class_names if n in peaks and peaks[n].prob >= chance]
     if shown:
-        out.append("<h3>Where each expression peaked</h3><div>")
+        out.append("<h4>Where each expression peaked</h4><div>")
         for name_k in shown:
-            peak = result.peaks[name_k]
+            peak = peaks[name_k]
             out.append(f'<figure class="peak" data-class="{esc(name_k)}"><img alt="{esc(name_k)} at '
                        f'{_clock(peak.time)}" src="{jpeg_data_uri(peak.crop)}"><figcaption>{esc(name_k)} '
                        f"{peak.prob:.2f}<br>at {_clock(peak.time)}</figcaption></figure>")
         out.append("</div>")
         never = [n for n in result.class_names if n not in shown]
         if never:
-            out.append(f'<p class="note">Never above chance ({chance:.2f}) in this video: {esc(", ".join(never))}</p>')
-    return "".join(out) + "</section>"
+            out.append(f'<p class="note">Never above chance ({chance:.2f}): {esc(", ".join(never))}</p>')
+    return "".join(out)
 
 
 def render(results: Sequence[VideoResult], model: str, class_names: Sequence[str]) -> str:

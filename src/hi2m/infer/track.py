@@ -54,6 +54,86 @@ class FaceTracker:
         return self.box
 
 
+    def step(self, detections: list[Box]) -> dict[int, Box]:
+        """:meth:`update` in the multi-face form :class:`FaceCrops` takes: ``{0: box}`` or ``{}``."""
+        box = self.update(detections)
+        return {} if box is None else {0: box}
+
+
+class MultiFaceTracker:
+    """Every face of a video, each with an id that stays with it (``hi2m predict --faces all``).
+
+    Per detection frame (:meth:`step`):
+
+    1. detections continue the live tracks they overlap best (IoU >= ``min_iou``, greedily from the
+       highest overlap; each track and each detection used once), smoothed as :class:`FaceTracker` does;
+    2. a detection left over continues the nearest track that is either live but unmatched (it moved
+       fast) or lost for at most ``reid_steps`` detection frames (it left and came back), when its centre
+       lies within ``reid_distance`` x that track's box side and its size within a factor ``reid_scale``;
+       a face is never given an id another face holds in the same frame;
+    3. any other detection starts a new track (ids 0, 1, 2 ... in order of appearance, left to right
+       within a frame).
+
+    A track that finds no detection is held for ``max_missed`` detection frames (its last box), then
+    lost (not returned) and, after ``reid_steps`` more, forgotten.
+    """
+
+    def __init__(self, min_iou: float = 0.3, smoothing: float = 0.4, max_missed: int = 1, reid_steps: int = 0,
+                 reid_distance: float = 1.0, reid_scale: float = 1.5) -> None:
+        if not 0.0 <= smoothing < 1.0:
+            raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
+        self.min_iou, self.smoothing, self.max_missed = min_iou, smoothing, max_missed
+        self.reid_steps, self.reid_distance, self.reid_scale = reid_steps, reid_distance, reid_scale
+        self.boxes: dict[int, Box] = {}  # id -> last box, live and lost tracks
+        self.missed: dict[int, int] = {}  # id -> detection frames without a detection
+        self.next_id = 0
+
+    def step(self, detections: list[Box]) -> dict[int, Box]:
+        """Feed the detections of the next detection frame; returns ``{id: box}`` of the faces tracked now."""
+        live = [i for i in self.boxes if self.missed[i] <= self.max_missed]
+        pairs = sorted(((iou(self.boxes[i], d), -i, j) for i in live for j, d in enumerate(detections)), reverse=True)
+        taken: dict[int, int] = {}  # track id -> detection index
+        used: set[int] = set()
+        for overlap, neg_i, j in pairs:
+            if overlap < self.min_iou:
+                break
+            if -neg_i not in taken and j not in used:
+                taken[-neg_i] = j
+                used.add(j)
+        for i, j in taken.items():
+            self.boxes[i] = blend(self.boxes[i], detections[j], self.smoothing)
+        rest = sorted((j for j in range(len(detections)) if j not in used), key=lambda j: detections[j].x0)
+        for j in rest:
+            d = detections[j]
+            near = [(self._distance(i, d), i) for i in self.boxes if i not in taken and self._resembles(i, d)]
+            if near:
+                i = min(near)[1]
+                self.boxes[i] = d  # after a gap the old box says little: take the detection as it is
+            else:
+                i = self.next_id
+                self.next_id += 1
+                self.boxes[i] = d
+            taken[i] = j
+        for i in list(self.boxes):
+            self.missed[i] = 0 if i in taken else self.missed.get(i, 0) + 1
+            if self.missed[i] > self.max_missed + self.reid_steps:
+                del self.boxes[i], self.missed[i]
+        return {i: self.boxes[i] for i in sorted(self.boxes) if self.missed[i] <= self.max_missed}
+
+    def _distance(self, i: int, d: Box) -> float:
+        (ax, ay), (bx, by) = self.boxes[i].center, d.center
+        return float(np.hypot(ax - bx, ay - by))
+
+    def _resembles(self, i: int, d: Box) -> bool:
+        """Close enough (centre within reid_distance x side) and of a similar size to continue track ``i``."""
+        box = self.boxes[i]
+        if self.missed[i] > self.max_missed + self.reid_steps:
+            return False
+        side, other = max(box.width, box.height), max(d.width, d.height)
+        ratio = max(side, other) / max(min(side, other), 1e-6)
+        return ratio <= self.reid_scale and self._distance(i, d) <= self.reid_distance * side
+
+
 def blend(old: Box, new: Box, weight_old: float) -> Box:
     """Coordinate-wise ``weight_old * old + (1 - weight_old) * new`` (the new box's score)."""
     a, b = weight_old, 1.0 - weight_old
@@ -126,59 +206,64 @@ class FaceCrops:
 
     :meth:`push` takes the frames in order. The detector runs on every ``detect_every``-th frame (near the
     tracked face when there is one: :func:`detect_near`, the whole frame otherwise or when the face is not
-    found there), :class:`FaceTracker` picks and smooths the face, and the frames in between get
+    found there), the tracker picks and smooths the faces -- :class:`FaceTracker` one (id 0), a
+    :class:`MultiFaceTracker` every face (searched for in the whole frame) -- and the frames in between get
     interpolated boxes. Frames wait until the next detection frame (at most ``detect_every - 1`` are held),
-    then come back from :meth:`push` as ``(k, box or None, square crop (size, size, 3) or None)``, in
-    order; :meth:`finish` returns the last ones. ``timings`` (a dict) gains the seconds spent detecting
+    then come back from :meth:`push` as ``(k, {id: box}, {id: square crop (size, size, 3)})``, in order;
+    :meth:`finish` returns the last ones. ``timings`` (a dict) gains the seconds spent detecting
     (``detect``) and cropping (``crop``).
     """
 
     def __init__(self, detector, size: int, margin: float = 0.25, detect_every: int = 2, search: float = 2.5,
-                 tracker: FaceTracker | None = None, timings: dict[str, float] | None = None) -> None:
+                 tracker: FaceTracker | MultiFaceTracker | None = None,
+                 timings: dict[str, float] | None = None) -> None:
         self.detector = detector
         self.size, self.margin, self.detect_every, self.search = size, margin, detect_every, search
         self.tracker = tracker or FaceTracker()
         self.timings = timings if timings is not None else {}
         self.pending: list[tuple[int, np.ndarray]] = []  # frames waiting for the next detection frame
-        self.anchor: tuple[int, Box | None] | None = None  # the last detection frame and its box
+        self.anchor: tuple[int, dict[int, Box]] | None = None  # the last detection frame and its boxes
         self.count = 0  # frames pushed
         self.resolved = 0  # frames given their box and crop
 
-    def push(self, rgb: np.ndarray) -> list[tuple[int, Box | None, np.ndarray | None]]:
+    def push(self, rgb: np.ndarray) -> list[tuple[int, dict[int, Box], dict[int, np.ndarray]]]:
         """Add the next frame (H, W, 3) uint8; returns the frames resolved by it (often none)."""
         k = self.count
         self.count += 1
         self.pending.append((k, rgb))
         return self._resolve() if k % self.detect_every == 0 else []
 
-    def finish(self) -> list[tuple[int, Box | None, np.ndarray | None]]:
+    def finish(self) -> list[tuple[int, dict[int, Box], dict[int, np.ndarray]]]:
         """Resolve the frames still waiting (the last one becomes a detection frame)."""
         return self._resolve() if self.pending else []
 
     def _detect(self, rgb: np.ndarray) -> list[Box]:
-        tracked = self.tracker.box
+        tracked = getattr(self.tracker, "box", None)  # one tracked face: look near it first
         if tracked is not None and self.search > 0:
             near = detect_near(self.detector, rgb, tracked, context=self.search)
             if any(iou(tracked, d) >= self.tracker.min_iou for d in near):
                 return near
         return self.detector.detect(rgb)
 
-    def _resolve(self) -> list[tuple[int, Box | None, np.ndarray | None]]:
+    def _resolve(self) -> list[tuple[int, dict[int, Box], dict[int, np.ndarray]]]:
         k_new, rgb_new = self.pending[-1]
         t0 = time.perf_counter()
-        box_new = self.tracker.update(self._detect(rgb_new))
+        boxes_new = self.tracker.step(self._detect(rgb_new))
         self.timings["detect"] = self.timings.get("detect", 0.0) + time.perf_counter() - t0
         t0 = time.perf_counter()
         out = []
         for k, rgb in self.pending:
             if self.anchor is None or k == k_new:
-                box = box_new
+                boxes = dict(boxes_new)
             else:
-                k_old, box_old = self.anchor
-                box = interpolate(box_old, box_new, (k - k_old) / (k_new - k_old))
-            out.append((k, box, None if box is None else square_crop(rgb, box, self.margin, self.size)))
+                k_old, boxes_old = self.anchor
+                frac = (k - k_old) / (k_new - k_old)
+                found = {i: interpolate(boxes_old.get(i), boxes_new.get(i), frac)
+                         for i in sorted(set(boxes_old) | set(boxes_new))}
+                boxes = {i: b for i, b in found.items() if b is not None}
+            out.append((k, boxes, {i: square_crop(rgb, b, self.margin, self.size) for i, b in boxes.items()}))
         self.timings["crop"] = self.timings.get("crop", 0.0) + time.perf_counter() - t0
-        self.anchor = (k_new, box_new)
+        self.anchor = (k_new, boxes_new)
         self.pending = []
         self.resolved += len(out)
         return out

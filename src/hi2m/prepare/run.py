@@ -162,7 +162,8 @@ def _track_and_crop(job: Job, opts: PrepareOptions, detector, work: Path) -> dic
     kept: list[int] = []  # source frame index per written crop
 
     def save(resolved):
-        for k, _box, crop in resolved:
+        for k, _boxes, crops in resolved:
+            crop = crops.get(0)  # the one tracked face
             if crop is not None:
                 cv2.imwrite(str(work / f"{len(kept):06d}.jpg"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR),
                             [cv2.IMWRITE_JPEG_QUALITY, 95])
