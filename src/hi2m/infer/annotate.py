@@ -111,7 +111,8 @@ def write_annotated(result: VideoResult, out_path: str | Path, crf: int = 23) ->
                     img = draw(rgb[:h, :w], box_at(result.frame_boxes, index), window, result.class_names)
                 else:
                     shown = [(f, box_at(result.face_boxes[f], index), current_window(windows[f], index, reach))
-                             for f in result.faces]
+                             for f in result.faces  # a face only between its first and last frame
+                             if result.face_boxes[f] and result.face_boxes[f][0][0] <= index <= result.face_boxes[f][-1][0]]
                     img = label_faces(rgb[:h, :w], [(f, b, win) for f, b, win in shown if b is not None])
                 for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                     container.mux(packet)

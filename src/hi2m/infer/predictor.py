@@ -196,8 +196,11 @@ class _Timeline:
         self.face = face  # None: the one-face mode (no id in the output)
         self.crops: dict[int, np.ndarray] = {}  # k -> (S, S, 3) crop, released once no window needs it
         self.boxes: dict[int, Box] = {}  # k -> box, every sampled frame where this face is
+        self.first = first  # the first k with this face
         self.next_start = first  # k of the next window's first frame
         self.last_seen = first  # the last k with this face
+        self.closed = False  # forgotten by the tracker: its windows are done, its crops released
+        self.last_window: WindowPrediction | None = None
 
 
 class _VideoRun:
@@ -279,7 +282,13 @@ class _VideoRun:
         self.resolved += len(resolved)
         if resolved:
             for line in self.timelines.values():
-                self._emit_windows(line)
+                if not line.closed:
+                    self._emit_windows(line)
+            known = getattr(self.faces.tracker, "boxes", None)  # MultiFaceTracker: live and recently lost faces
+            if known is not None:  # a face the tracker forgot will not come back under its id: finish it now,
+                for face, line in self.timelines.items():  # so memory stays flat however many faces pass by
+                    if not line.closed and face not in known:
+                        self._close(line)
 
     def _emit_windows(self, line: _Timeline) -> None:
         # in the one-face mode windows run to the video's end, face or not; a face of "all" has windows while
@@ -293,18 +302,25 @@ class _VideoRun:
 
     def _finish(self) -> None:
         self._take(self.faces.finish())
-        n = len(self.frame_index)
         for line in self.timelines.values():
-            if n < self.T:  # shorter than one window: loop its frames
-                self._window(line, [j % n for j in range(self.T)], looped=True)
-                continue
+            if not line.closed:
+                self._close(line)
+        self._flush()
+
+    def _close(self, line: _Timeline) -> None:
+        """The last windows of a face (at the end of the video, or once the tracker forgot it)."""
+        n = len(self.frame_index)
+        if n < self.T:  # shorter than one window: loop its frames
+            self._window(line, [j % n for j in range(self.T)], looped=True)
+        else:
             self._emit_windows(line)
             end = n - 1 if line.face is None else line.last_seen
-            mine = [w for w in self.windows if w.face_id == line.face]
-            if not mine or mine[-1].end_frame < self.frame_index[end]:
-                first = max(0, end - self.T + 1)
+            last = line.last_window
+            if last is None or last.end_frame < self.frame_index[end]:
+                first = max(0, min(end - self.T + 1, n - self.T))
                 self._window(line, list(range(first, first + self.T)))  # the tail window, aligned with the end
-        self._flush()
+        line.closed = True
+        line.crops = {}
 
     def _window(self, line: _Timeline, ks: list[int], looped: bool = False) -> None:
         has = [line.crops.get(k) is not None for k in ks]
@@ -317,6 +333,7 @@ class _VideoRun:
             face_id=line.face,
         )
         self.windows.append(w)
+        line.last_window = w
         if not w.face:
             return
         with_face = [i for i, h in enumerate(has) if h]
@@ -377,8 +394,10 @@ class _VideoRun:
         settings = asdict(self.p.options)
         settings.update(detector=self.p.detector_name, stride=self.stride, hop_frames=self.hop * self.stride,
                         window_frames=self.T, window_seconds=round(((self.T - 1) * self.stride + 1) / fps, 3))
-        boxes = {f: [(i, line.boxes.get(k)) for k, i in enumerate(self.frame_index)]
-                 for f, line in self.timelines.items()}
+        boxes = {}  # per face, over the sampled frames from its first to its last (the whole video with one face)
+        for f, line in self.timelines.items():
+            ks = range(len(self.frame_index)) if line.face is None else range(line.first, line.last_seen + 1)
+            boxes[f] = [(self.frame_index[k], line.boxes.get(k)) for k in ks]
         one = self.timelines.get(0)
         coverage = (len(one.boxes) / len(self.frame_index) if one is not None and self.frame_index else 0.0)
         if self.opts.faces == "all" and self.frame_index:

@@ -70,7 +70,8 @@ class VideoResult:
     info: dict[str, Any] = field(default_factory=dict)  # fps, size, codec, duration
     frame_coverage: float = 0.0  # share of all sampled frames with a tracked face
     settings: dict[str, Any] = field(default_factory=dict)
-    # face id -> (source frame index, its box or None) per sampled frame, for drawing; not in to_dict()
+    # face id -> (source frame index, its box or None) per sampled frame from the face's first to its last (the
+    # whole video for the one face of faces="one"), for drawing; not in to_dict()
     face_boxes: dict[int, list[tuple[int, Any]]] = field(default_factory=dict, repr=False)
     # (face id, class name) -> the window where that class peaked for that face, with the face crop there
     peaks: dict[tuple[int, str], Peak] = field(default_factory=dict, repr=False)
@@ -101,7 +102,7 @@ class VideoResult:
         """:attr:`summary` of one face's windows, its first and last second and its share of sampled frames."""
         boxes = self.face_boxes.get(face, [])
         seen = [i for i, b in boxes if b is not None]
-        out = summarize(self.windows_of(face), self.class_names,
+        out = summarize(self.windows_of(face), self.class_names,  # coverage: within its span in the video
                         len(seen) / len(boxes) if boxes else 0.0)
         fps = self.info.get("fps") or 0.0
         out["first_time"] = round(seen[0] / fps, 3) if seen and fps else None
