@@ -19,7 +19,19 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video files (anything FFmpeg decodes)")
+    parser.add_argument("videos", nargs="*", metavar="VIDEO", help="video files (anything FFmpeg decodes)")
+    live = parser.add_argument_group("live (instead of VIDEO files)")
+    live.add_argument("--live", default=None, metavar="SOURCE",
+                      help="rolling predictions from a camera (/dev/video0, or a name FFmpeg's camera formats take), "
+                           "a stream URL FFmpeg reads (rtsp, http, udp, tcp, srt) or - (a stream on standard input): "
+                           "a JSON line per window on stdout or --out; SIGINT / SIGTERM stop it cleanly")
+    live.add_argument("--reconnect", type=int, default=0, metavar="N",
+                      help="reopen a stream that ends or breaks, up to N times (default 0)")
+    live.add_argument("--stall-seconds", type=float, default=10.0,
+                      help="a source that delivers no frame for this long is given up (default 10)")
+    live.add_argument("--queue", type=int, default=8, metavar="FRAMES",
+                      help="decoded frames waiting for the model; when full the oldest is dropped and counted "
+                           "(default 8)")
     parser.add_argument("--model", required=True, help="fine-tuned model directory (config.json + model.safetensors)")
     parser.add_argument("--format", choices=("json", "jsonl", "csv"), default=None,
                         help="json (with --out the file is rewritten after every video), jsonl (a line per video) "
@@ -117,6 +129,9 @@ def run(args: argparse.Namespace) -> int:
             _say("error: with several videos --annotated must name a folder, not an .mp4 file")
             return EXIT_USAGE
 
+    if bool(args.live) == bool(args.videos):
+        _say("error: give VIDEO files or --live SOURCE (one of them)")
+        return EXIT_USAGE
     predictor = Predictor(model, detector=args.detector, options=options, device=args.device)
     try:
         name = predictor.detector_name  # builds the detector: --detector mtcnn without weights fails here
@@ -125,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
     except FileNotFoundError as err:  # --detector mtcnn without its weights
         _say(f"error: {err}")
         return EXIT_USAGE
+    if args.live:
+        return _run_live(args, predictor)
     try:
         writer = ResultWriter(output_format(args.format, args.out), args.out, str(args.model), predictor.class_names,
                               face_ids=args.faces == "all")
@@ -167,6 +184,53 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         _say(f"{failed} of {len(args.videos)} videos failed")
     return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def _run_live(args: argparse.Namespace, predictor) -> int:
+    """``--live``: a JSON line per window as it closes, then one ``{"event": "end", ...}`` line; exit 0 after a
+    clean stop (signal, end of stream, stall after frames), 2 when the source cannot be opened or sends nothing."""
+    import json
+    import signal
+
+    from hi2m.infer.live import LiveError, LiveSource, run_live
+
+    source = LiveSource(args.live, queue_size=args.queue, stall=args.stall_seconds, reconnect=args.reconnect,
+                        say=_say)
+    try:
+        out = open(args.out, "w") if args.out else sys.stdout  # noqa: SIM115 - closed below
+    except OSError as err:
+        _say(f"error: cannot write {args.out} ({err})")
+        return EXIT_USAGE
+
+    def emit(record) -> None:
+        out.write(json.dumps(record) + "\n")
+        out.flush()
+
+    def stop(signum, frame) -> None:
+        source.stats.ended = source.stats.ended or f"signal {signal.Signals(signum).name}"
+        source.stop.set()
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        try:
+            source.start()
+            if not args.quiet:
+                _say(f"live: {args.live} (face detector {predictor.detector_name}); stop with Ctrl-C or SIGTERM")
+            stats = run_live(predictor, source, emit)
+        except LiveError as err:
+            _say(f"error: {err}")
+            return EXIT_USAGE
+        emit({"event": "end", "reason": stats.ended, "decoded_frames": stats.decoded,
+              "dropped_frames": stats.dropped, "sampled_frames": stats.sampled, "windows": stats.windows,
+              "reconnects": stats.reconnects})
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        source.close()
+        if out is not sys.stdout:
+            out.close()
+    _say(f"{args.live}: {stats.ended}; {stats.windows} windows, {stats.dropped} of {stats.decoded} frames dropped")
+    return EXIT_OK
 
 
 def output_format(chosen: str | None, out: str | None) -> str:

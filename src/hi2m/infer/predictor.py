@@ -223,6 +223,8 @@ class _VideoRun:
         self.queue: list[tuple[WindowPrediction, np.ndarray]] = []
         self.peaks: dict[tuple[int, str], Peak] = {}  # (face, class) -> where it peaked, with the face there
         self.resolved = 0  # sampled frames with their boxes and crops known
+        self.batch_size = self.opts.batch_size  # windows per model call
+        self.on_window: Callable[[WindowPrediction], None] | None = None  # each window once it is final
 
     # -- the pass ------------------------------------------------------------------------------
     def result(self) -> VideoResult:
@@ -335,6 +337,8 @@ class _VideoRun:
         self.windows.append(w)
         line.last_window = w
         if not w.face:
+            if self.on_window is not None:
+                self.on_window(w)
             return
         with_face = [i for i, h in enumerate(has) if h]
         clip = []
@@ -342,7 +346,7 @@ class _VideoRun:
             src = k if has[i] else ks[min(with_face, key=lambda j: abs(j - i))]
             clip.append(line.crops[src])
         self.queue.append((w, np.stack(clip)))  # (T, S, S, 3)
-        if len(self.queue) >= self.opts.batch_size:
+        if len(self.queue) >= self.batch_size:
             self._flush()
 
     def _flush(self) -> None:
@@ -358,6 +362,8 @@ class _VideoRun:
                 key = (w.face_id or 0, name)
                 if key not in self.peaks or prob > self.peaks[key].prob:
                     self.peaks[key] = Peak(prob, w.index, (w.start_time + w.end_time) / 2, clip[len(clip) // 2].copy())
+            if self.on_window is not None:
+                self.on_window(w)
         self.queue = []
 
     def _result(self, info: dict[str, Any], fps: float) -> VideoResult:
