@@ -36,7 +36,7 @@ from hi2m.data.boundary import file_boundary
 from hi2m.data.errors import DecodeError
 from hi2m.infer.detect import Box, iou
 from hi2m.infer.frames import SequentialVideo
-from hi2m.infer.track import FaceCrops
+from hi2m.infer.track import FaceCrops, MultiFaceTracker
 from hi2m.io.files import atomic_write
 from hi2m.prepare.sources import Job, Problem, collect
 from hi2m.progress import Progress
@@ -241,21 +241,18 @@ def _detections(job: Job, opts: PrepareOptions, detector) -> list[list[Box]]:
 
 class _LongestTrack:
     """Pass 2 of ``--face longest``: answers FaceCrops' detection calls, in order, with the box of the face
-    seen on the most detection frames (detections linked by overlap, a gap of up to two frames bridged)."""
+    seen on the most detection frames. The faces are linked by ``predict --faces all``'s tracker
+    (:class:`MultiFaceTracker`, unsmoothed: the detections themselves; a gap of up to two frames bridged)."""
 
     def __init__(self, detections: list[list[Box]], name: str, min_iou: float = 0.3, max_gap: int = 2):
         self.name = name
-        tracks: list[dict[str, Any]] = []  # {"boxes": {call: Box}, "last": Box, "seen": call}
+        tracker = MultiFaceTracker(min_iou=min_iou, smoothing=0.0, max_missed=0, reid_steps=max_gap)
+        tracks: dict[int, dict[int, Box]] = {}  # face id -> {call: its detection}
         for call, boxes in enumerate(detections):
-            for box in sorted(boxes, key=lambda b: -b.area):
-                live = [t for t in tracks if call - t["seen"] <= max_gap + 1 and call not in t["boxes"]]
-                best = max(live, key=lambda t: iou(t["last"], box), default=None)
-                if best is not None and iou(best["last"], box) >= min_iou:
-                    best["boxes"][call], best["last"], best["seen"] = box, box, call
-                else:
-                    tracks.append({"boxes": {call: box}, "last": box, "seen": call})
-        chosen = max(tracks, key=lambda t: (len(t["boxes"]), sum(b.area for b in t["boxes"].values())), default=None)
-        self.boxes = chosen["boxes"] if chosen else {}
+            for face, box in tracker.step(boxes).items():
+                tracks.setdefault(face, {})[call] = box
+        chosen = max(tracks.values(), key=lambda t: (len(t), sum(b.area for b in t.values())), default=None)
+        self.boxes = chosen or {}
         self.calls = 0
 
     def detect(self, frame: np.ndarray) -> list[Box]:
