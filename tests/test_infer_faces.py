@@ -128,3 +128,19 @@ def test_three_people_three_ids_through_the_command(model_dir, tmp_path):
 
     with av.open(str(annotated)) as container:
         assert container.streams.video[0].frames >= FPS * SECONDS - 1
+
+
+def test_a_face_too_briefly_in_view_for_a_window_is_reported_not_dropped(model_dir, tmp_path):
+    import hi2m
+
+    n = FPS * 4
+    left = astronaut_frames(n, seed=0)
+    right = np.zeros_like(left)
+    right[FPS:FPS + 6] = astronaut_frames(6, seed=1)  # the second person for a quarter of a second
+    video = write_video(tmp_path / "glimpse.mp4", np.concatenate([left, right], axis=2), fps=FPS)
+    r = hi2m.load(model_dir, detector="haar", faces="all", detect_every=1).predict(video)
+    assert r.faces == [0, 1]
+    glimpse = r.face_summary(1)
+    assert glimpse["windows_with_face"] == 0 and glimpse["windows"] >= 1
+    assert "too short for a window of 8 frames" in glimpse["note"]
+    assert "note" not in r.face_summary(0) and r.status == "partial"

@@ -107,6 +107,10 @@ class VideoResult:
         fps = self.info.get("fps") or 0.0
         out["first_time"] = round(seen[0] / fps, 3) if seen and fps else None
         out["last_time"] = round(seen[-1] / fps, 3) if seen and fps else None
+        if out["windows_with_face"] == 0:  # reported, not dropped
+            frames = self.settings.get("window_frames")
+            out["note"] = (f"in view on {len(seen)} sampled frames: too short for a window of {frames} frames with "
+                           f"a face in {self.settings.get('min_face_coverage', 0.5):.0%} of them")
         return {"face_id": face, **out}
 
     def to_dict(self) -> dict[str, Any]:
