@@ -7,14 +7,10 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from _media import astronaut_frames, write_video
 from hi2m.infer.detect import Box
 from hi2m.infer.track import MultiFaceTracker
-from hi2m.io.weights import save_pretrained
-from hi2m.model import HI2MConfig
-from hi2m.model.classifier import VideoClassifier
 
 FPS, SECONDS = 24, 8
 
@@ -57,12 +53,8 @@ def test_a_face_gone_longer_than_reid_steps_gets_a_new_id_and_ids_never_swap():
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    model = VideoClassifier(HI2MConfig.from_name("micro", num_frames=8, image_size=32))
-    with torch.no_grad():
-        model.head.weight.normal_(0.0, 1.0)
-    return save_pretrained(model, tmp_path_factory.mktemp("model") / "micro")
+def model_dir(micro_classifier):
+    return micro_classifier
 
 
 def people_video(path, people: int, absent: tuple[int, float, float] | None = None):

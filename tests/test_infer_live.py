@@ -15,12 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from hi2m.infer.live import LiveSource
-from hi2m.io.weights import save_pretrained
-from hi2m.model import HI2MConfig
-from hi2m.model.classifier import VideoClassifier
 
 HERE = Path(__file__).parent
 HI2M = [sys.executable, "-m", "hi2m.cli"]
@@ -33,12 +29,8 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    model = VideoClassifier(HI2MConfig.from_name("micro", num_frames=8, image_size=32))
-    with torch.no_grad():
-        model.head.weight.normal_(0.0, 1.0)
-    return save_pretrained(model, tmp_path_factory.mktemp("model") / "micro")
+def model_dir(micro_classifier):
+    return micro_classifier
 
 
 def serve(seconds: float) -> tuple[subprocess.Popen, int]:
