@@ -132,12 +132,14 @@ class Record:
         from hi2m.io.files import atomic_write
 
         text = json.dumps(self.data, indent=2, default=str) + "\n"
-        atomic_write(self.out / "gpu_check.json", lambda p: Path(p).write_text(text))
         try:
             md = markdown(self.data)
         except Exception as exc:  # noqa: BLE001 - the table is a view of the JSON; never lose the run over it
             md = f"(the table could not be drawn: {type(exc).__name__}: {exc}; see gpu_check.json)\n"
+        # the table first: whoever sees a stage in the JSON finds it in the table too, even if the run is killed
+        # between the two writes
         atomic_write(self.out / "gpu_check.md", lambda p: Path(p).write_text(md))
+        atomic_write(self.out / "gpu_check.json", lambda p: Path(p).write_text(text))
 
 
 class Clock:
