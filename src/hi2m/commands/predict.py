@@ -8,6 +8,10 @@ reason, and the others run. Results are written as each video finishes (see
 Exit codes: 0 every video got predictions (some windows may lack a face); 1 at least one video
 failed (unreadable, or no face anywhere) -- the other videos still get their results;
 2 usage error (bad option, model directory that cannot be loaded, output that cannot be written).
+
+``--live SOURCE`` (a camera, a stream, ``-``): a JSON line per window as it closes, then an end line; exit 0
+after a clean stop (SIGINT / SIGTERM, the stream's end, a stall after frames), 2 when the source cannot be
+opened or never sends a frame (one line naming it).
 """
 
 from __future__ import annotations
