@@ -15,13 +15,12 @@ import queue
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from hi2m.infer.predictor import _VideoRun
-from hi2m.infer.track import FaceCrops
 
 _END = object()  # the decode thread's last word: followed by nothing
 
@@ -40,7 +39,6 @@ class LiveStats:
     windows: int = 0
     reconnects: int = 0
     ended: str = ""  # why it stopped: "signal", "stream ended", "stalled", "error: ..."
-    notes: list[str] = field(default_factory=list)
 
 
 def open_source(source: str, timeout: float) -> Any:
@@ -176,11 +174,8 @@ class _LiveRun(_VideoRun):
 
     def result(self) -> None:  # type: ignore[override]
         rate = self.opts.sample_fps
-        self.stride, self.frame_duration = 1, 1.0 / rate
-        self.hop = max(1, round(self.opts.hop * rate))
+        self._start(rate, 1)  # the frames kept are already the sampled ones
         self.batch_size = 1  # every window as soon as it closes
-        self.faces = FaceCrops(self.p.detector, self.size, self.opts.margin, self.opts.detect_every,
-                               self.opts.search, tracker=self._tracker(rate), timings=self.p.timings)
         self.broken, due = None, None
         for t, wall, rgb in self.source.frames():
             if due is not None and t < due:

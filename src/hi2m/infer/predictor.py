@@ -231,11 +231,7 @@ class _VideoRun:
         timings = self.p.timings
         with SequentialVideo(self.path, threads=self.opts.decode_threads) as video:
             fps = video.info.fps
-            self.stride = self.opts.stride or max(1, round(fps / self.opts.sample_fps))
-            self.hop = max(1, round(self.opts.hop * fps / self.stride))  # in sampled frames
-            self.frame_duration = 1.0 / fps
-            self.faces = FaceCrops(self.p.detector, self.size, self.opts.margin, self.opts.detect_every,
-                                   self.opts.search, tracker=self._tracker(fps), timings=self.p.timings)
+            self._start(fps, self.opts.stride or max(1, round(fps / self.opts.sample_fps)))
             frames = video.frames(self.stride)
             index, self.broken = -1, None
             while True:
@@ -261,6 +257,13 @@ class _VideoRun:
             info["rotation"] = video.rotation
         self._finish()
         return self._result(info, fps)
+
+    def _start(self, fps: float, stride: int) -> None:
+        """Sampling of a source at ``fps`` frames per second, every ``stride``-th frame; the face pipeline."""
+        self.stride, self.frame_duration = stride, 1.0 / fps
+        self.hop = max(1, round(self.opts.hop * fps / stride))  # in sampled frames
+        self.faces = FaceCrops(self.p.detector, self.size, self.opts.margin, self.opts.detect_every,
+                               self.opts.search, tracker=self._tracker(fps), timings=self.p.timings)
 
     def _tracker(self, fps: float):
         if self.opts.faces == "one":
