@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from _cli import hi2m_here
 from hi2m.train.config import DEFAULTS, ConfigError, RunConfig, as_config, describe, load_config
 
 HI2M = str(Path(sys.executable).with_name("hi2m"))
@@ -148,11 +149,9 @@ def test_a_run_saved_before_the_change_resumes_and_its_model_evaluates(tmp_path)
     pretrain(old)
     (run / "config.yaml").write_text(text)  # the run as the old version left it: its config.yaml, checkpoints
     shutil.rmtree(run / "model")
-    changed = subprocess.run([HI2M, "pretrain", "--resume", str(run), "optim.epochs=3"], capture_output=True,
-                             text=True, cwd=tmp_path, timeout=600)
+    changed = hi2m_here(tmp_path, "pretrain", "--resume", str(run), "optim.epochs=3")
     assert changed.returncode == 2 and "optim.epochs: 2 -> 3" in changed.stderr  # compared key by key
-    resumed = subprocess.run([HI2M, "pretrain", "--resume", str(run)], capture_output=True, text=True, cwd=tmp_path,
-                             timeout=600)
+    resumed = hi2m_here(tmp_path, "pretrain", "--resume", str(run))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert (run / "model" / "model.safetensors").is_file()
     ft_text = (FIXTURES / "config-2026-12-01-finetune.yaml").read_text().replace("/FIXTURE", str(tmp_path))

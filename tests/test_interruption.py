@@ -17,6 +17,7 @@ import pytest
 import torch
 import yaml
 
+from _cli import hi2m_here
 from hi2m.train.config import DEFAULTS, deep_merge
 
 SYNTH = {"num_train": 28, "num_val": 7, "num_test": 7, "num_frames": 8, "size": 32}
@@ -54,6 +55,13 @@ def write_cfg(root: Path, run_dir: Path, name: str, **sections) -> Path:
 def start(cfg: Path, *extra: str, launcher: tuple[str, ...] = ()) -> subprocess.Popen:
     return subprocess.Popen([*launcher, HI2M_BIN, "pretrain", "-c", str(cfg), *extra], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=ENV, start_new_session=True)
+
+
+def run_here(command: str, cfg: Path, *extra: str) -> None:
+    """A run that is not interrupted, in this process with one thread as the subprocesses (``ENV``): the
+    reference run and the resumed one. Only the run that is killed needs a process of its own."""
+    proc = hi2m_here(cfg.parent, command, "-c", str(cfg), *extra, env={"PL_DISABLE_FORK": "1"}, threads=1)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
 def wait_for_step(proc: subprocess.Popen, folder: Path, step: int, timeout: float = 240) -> None:
@@ -100,9 +108,13 @@ def assert_same_run(a: Path, b: Path, resumed_from: int) -> None:
 
 
 def kill_mid_epoch_and_resume(root: Path, tmp: Path, **sections) -> None:
+    ddp = sections.get("trainer", {}).get("devices", 1) > 1  # Lightning starts rank 1 by rerunning sys.argv
     full = write_cfg(root, tmp, "full", **sections)
-    done = start(full)
-    assert done.wait(timeout=600) == 0, done.stdout.read()[-3000:]
+    if ddp:
+        done = start(full)
+        assert done.wait(timeout=600) == 0, done.stdout.read()[-3000:]
+    else:
+        run_here("pretrain", full)
     cut = write_cfg(root, tmp, "cut", **sections)
     target = random.randrange(8, 13)  # inside the second epoch (steps 8..14)
     proc = start(cut)
@@ -112,8 +124,11 @@ def kill_mid_epoch_and_resume(root: Path, tmp: Path, **sections) -> None:
     newest = max(int(p.stem.split("-")[1]) for p in (tmp / "cut" / "checkpoints").glob("step-*.ckpt"))
     assert 8 <= newest < 14, f"killed at step {newest}, not mid-epoch (target {target})"
     assert not (tmp / "cut" / "model").exists()
-    resumed = start(cut, "--resume", str(tmp / "cut"))
-    assert resumed.wait(timeout=600) == 0, resumed.stdout.read()[-3000:]
+    if ddp:
+        resumed = start(cut, "--resume", str(tmp / "cut"))
+        assert resumed.wait(timeout=600) == 0, resumed.stdout.read()[-3000:]
+    else:
+        run_here("pretrain", cut, "--resume", str(tmp / "cut"))
     assert_same_run(tmp / "full", tmp / "cut", newest)
 
 
@@ -148,10 +163,9 @@ def test_preemption_signal_checkpoints_exits_75_and_resume_auto_finishes(synth_r
     # the checkpoint is taken at the first step boundary after the signal, and no step runs after it (how
     # many steps ran between the look and the signal depends on the machine's load, not on hi2m)
     assert len(steps) == 1 and sent_after < steps[0] == max(step_losses(tmp_path / "job")) + 1, (steps, sent_after)
-    again = start(cfg, "--resume", "auto")
-    out = again.communicate(timeout=600)[0]
-    assert again.returncode == 0, out[-3000:]
-    assert "continuing" in out
+    again = hi2m_here(cfg.parent, "pretrain", "-c", str(cfg), "--resume", "auto", threads=1)  # the requeued job
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "continuing" in again.stdout + again.stderr
     assert sorted(step_losses(tmp_path / "job")) == list(range(21))
 
 
@@ -270,8 +284,7 @@ def test_finetune_preempted_mid_epoch_resumes_to_the_same_model(synth_root, tmp_
         return subprocess.Popen([HI2M_BIN, "finetune", "-c", str(path), *extra], stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, env=ENV, start_new_session=True)
 
-    full = run(cfg("ft-full"))
-    assert full.wait(timeout=600) == 0, full.stdout.read()[-3000:]
+    run_here("finetune", cfg("ft-full"))
     cut_cfg = cfg("ft-cut")
     proc = run(cut_cfg)
     deadline = time.monotonic() + 240
@@ -280,8 +293,7 @@ def test_finetune_preempted_mid_epoch_resumes_to_the_same_model(synth_root, tmp_
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGTERM)
     assert proc.wait(timeout=120) == 75
-    again = run(cut_cfg, "--resume", str(tmp_path / "ft-cut"))
-    assert again.wait(timeout=600) == 0, again.stdout.read()[-3000:]
+    run_here("finetune", cut_cfg, "--resume", str(tmp_path / "ft-cut"))
     a = load_file(str(tmp_path / "ft-full" / "model" / "model.safetensors"))
     b = load_file(str(tmp_path / "ft-cut" / "model" / "model.safetensors"))
     for k in a:

@@ -24,7 +24,7 @@ from hi2m.cli import main
 from hi2m.process import ProcessState
 from hi2m.train import runner  # noqa: F401 - imported before any snapshot: import-time loggers exist
 from hi2m.train.checkpointing import Aborted, StepCheckpoint
-from test_interruption import assert_same_run, step_losses, write_cfg
+from test_interruption import assert_same_run, run_here, step_losses, write_cfg
 
 SYNTH = {"num_train": 28, "num_val": 7, "num_test": 7, "num_frames": 8, "size": 32}
 HI2M_BIN = os.path.join(os.path.dirname(sys.executable), "hi2m")
@@ -205,9 +205,7 @@ def test_sigint_to_the_process_group_checkpoints_returns_control_and_resume_cont
     ``resume=`` in the same process gives the uninterrupted run's losses and weights."""
     sections = {"data": {"num_workers": 1}, "trainer": {"checkpoint_every_n_steps": 0}}
     full = write_cfg(synth_root, tmp_path, "full", **sections)
-    done = subprocess.run([HI2M_BIN, "pretrain", "-c", str(full)], env=ENV, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_here("pretrain", full)  # the uninterrupted run, in this process
     cut = write_cfg(synth_root, tmp_path, "cut", **sections)
     proc = subprocess.Popen([sys.executable, "-c", INTERRUPTED_SCRIPT, str(cut)], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=ENV, start_new_session=True)

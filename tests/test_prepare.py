@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _cli import hi2m_here
 from _media import astronaut_frames, media, mtcnn_weights, write_video
 from hi2m.prepare.run import PrepareOptions, _LongestTrack, prepare
 from hi2m.prepare.sources import collect
@@ -181,7 +182,8 @@ def _hi2m(*args, cwd, env=None):
 
 def test_raw_footage_to_an_exported_model_through_the_installed_command(footage, tmp_path):
     """From a new empty directory with relative paths: prepare -> finetune (two custom classes) -> evaluate
-    -> predict -> export --hf, through the installed ``hi2m``."""
+    -> predict -> export --hf: prepare through the installed ``hi2m`` in a new process, the commands after it
+    through ``hi2m.cli:main`` in this one (``_cli.hi2m_here``), from the same directory."""
     work = tmp_path / "new"
     work.mkdir()
     shutil.copytree(footage, work / "raw", ignore=shutil.ignore_patterns("long.mp4", "two_faces.mp4"))
@@ -192,20 +194,20 @@ def test_raw_footage_to_an_exported_model_through_the_installed_command(footage,
     assert (work / "data" / "train.csv").is_file() and (work / "data" / "classes.txt").read_text() == "calm\nsmile\n"
     common = ["model.size=micro", "data.dataset=csv", "data.root=data", "data.num_frames=4", "data.stride=2",
               "data.image_size=32", "data.num_workers=0", "data.temporal_views=1", "data.spatial_views=1"]
-    p = _hi2m("finetune", *common, "data.batch_size=2", "optim.epochs=1", "trainer.max_steps=2", "run.name=ft",
-              "trainer.enable_progress_bar=false", "finetune.mixup=0", "finetune.cutmix=0", "finetune.select=last",
-              cwd=work)
+    p = hi2m_here(work, "finetune", *common, "data.batch_size=2", "optim.epochs=1", "trainer.max_steps=2",
+                  "run.name=ft", "trainer.enable_progress_bar=false", "finetune.mixup=0", "finetune.cutmix=0",
+                  "finetune.select=last")
     assert p.returncode == 0, p.stderr[-3000:]
     assert "calm" in p.stdout and "smile" in p.stdout
     metrics = json.loads((work / "runs" / "ft" / "metrics.json").read_text())
-    p = _hi2m("evaluate", "-c", "runs/ft/config.yaml", "--model", "runs/ft/model", cwd=work)
+    p = hi2m_here(work, "evaluate", "-c", "runs/ft/config.yaml", "--model", "runs/ft/model")
     assert p.returncode == 0, p.stderr[-3000:]
     assert f"UAR {100 * metrics['uar']:.2f}%" in p.stdout
-    p = _hi2m("predict", "raw/single_face.mp4", "--model", "runs/ft/model", "--out", "pred.json", cwd=work, env=env)
+    p = hi2m_here(work, "predict", "raw/single_face.mp4", "--model", "runs/ft/model", "--out", "pred.json", env=env)
     assert p.returncode == 0, p.stderr
     pred = json.loads((work / "pred.json").read_text())
     assert pred["class_names"] == ["calm", "smile"] and pred["videos"][0]["status"] == "ok"
-    p = _hi2m("export", "--hf", "runs/ft", "--out", "hf", cwd=work)
+    p = hi2m_here(work, "export", "--hf", "runs/ft", "--out", "hf")
     assert p.returncode == 0, p.stderr[-3000:]
     assert json.loads((work / "hf" / "config.json").read_text())["id2label"] == {"0": "calm", "1": "smile"}
 

@@ -10,6 +10,7 @@ import csv
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import av
@@ -449,8 +450,11 @@ def test_a_prerendered_pool_gives_the_pixels_of_the_stream():
         live.set_epoch(epoch)
         kept.set_epoch(epoch)
         for i in range(6):
-            a, b = live[i], kept[i]
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # the pool is read-only: copied, not aliased with a warning
+                a, b = live[i], kept[i]
             assert a["index"] == b["index"] and torch.equal(a["video"], b["video"])
+    assert not kept.frames.flags.writeable
     parallel = render_stream_pool(cfg, 70, workers=2)  # 2 processes, chunks of 16
     serial = render_stream_pool(cfg, 70, workers=1)
     assert parallel.shape == (70, 4, 16, 16, 3) and np.array_equal(parallel, serial)

@@ -62,6 +62,8 @@ QUIET_WARNINGS = (
     r".*overridden `transfer_batch_to_device`.*",  # ours: tensors only
     r".*overridden `on_after_batch_transfer`.*",  # the module's: device augmentation
     r".*`validation_step` but have no `val_dataloader`.*",
+    # a resumed run's own checkpoints (a new run into a directory that holds checkpoints is refused before)
+    r"Checkpoint directory .* exists and is not empty.*",
 )
 
 

@@ -20,8 +20,10 @@ from hi2m.labels import DFER_CLASSES
 
 
 def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
-    """uint8 (T, H, W, 3) -> float32 (C, T, H, W) in [0, 1]."""
-    video = torch.from_numpy(np.ascontiguousarray(frames))  # (T, H, W, 3)
+    """uint8 (T, H, W, 3) -> float32 (C, T, H, W) in [0, 1]. A read-only array (a prerendered pool's) is copied
+    first (a few KB), not aliased: torch would warn that its tensor could write to it."""
+    frames = np.ascontiguousarray(frames)
+    video = torch.from_numpy(frames if frames.flags.writeable else frames.copy())  # (T, H, W, 3)
     return video.permute(3, 0, 1, 2).float().div_(255.0)  # (C, T, H, W)
 
 
