@@ -5,8 +5,12 @@ import pytest
 # Keep the suite light on the 2-core CI machine: at most 2 threads per test, and under pytest-xdist no more
 # threads in all than cores (OpenMP threads that outnumber the cores spin against each other: a test that
 # starts processes of its own ran 7x slower with 2 workers of 2 threads each on 2 cores).
-_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-os.environ.setdefault("OMP_NUM_THREADS", str(max(1, min(2, (os.cpu_count() or 2) // _WORKERS))))
+# A worker sets its share even over an inherited value: the controller process ran this file first.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    _share = (os.cpu_count() or 2) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    os.environ["OMP_NUM_THREADS"] = str(max(1, min(2, _share)))
+else:
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
 @pytest.fixture(autouse=True)
