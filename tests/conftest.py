@@ -4,7 +4,7 @@ import pytest
 
 # Keep the suite light on the 2-core CI machine: at most 2 threads per test, and under pytest-xdist no more
 # threads in all than cores (OpenMP threads that outnumber the cores spin against each other: a test that
-# starts processes of its own ran 7x slower with 2 workers of 2 threads each on 2 cores).
+# starts processes of its own ran 4x slower with 2 workers of 2 threads each on 2 cores).
 # A worker sets its share even over an inherited value: the controller process ran this file first.
 if "PYTEST_XDIST_WORKER" in os.environ:
     _share = (os.cpu_count() or 2) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))

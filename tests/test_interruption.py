@@ -57,11 +57,12 @@ def start(cfg: Path, *extra: str, launcher: tuple[str, ...] = ()) -> subprocess.
                             stderr=subprocess.STDOUT, text=True, env=ENV, start_new_session=True)
 
 
-def run_here(command: str, cfg: Path, *extra: str) -> None:
+def run_here(command: str, cfg: Path, *extra: str) -> subprocess.CompletedProcess:
     """A run that is not interrupted, in this process with one thread as the subprocesses (``ENV``): the
     reference run and the resumed one. Only the run that is killed needs a process of its own."""
     proc = hi2m_here(cfg.parent, command, "-c", str(cfg), *extra, env={"PL_DISABLE_FORK": "1"}, threads=1)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
 
 
 def wait_for_step(proc: subprocess.Popen, folder: Path, step: int, timeout: float = 240) -> None:
@@ -109,12 +110,16 @@ def assert_same_run(a: Path, b: Path, resumed_from: int) -> None:
 
 def kill_mid_epoch_and_resume(root: Path, tmp: Path, **sections) -> None:
     ddp = sections.get("trainer", {}).get("devices", 1) > 1  # Lightning starts rank 1 by rerunning sys.argv
+
+    def finish(cfg: Path, *extra: str) -> None:  # an uninterrupted run: in this process unless it is DDP
+        if ddp:
+            proc = start(cfg, *extra)
+            assert proc.wait(timeout=600) == 0, proc.stdout.read()[-3000:]
+        else:
+            run_here("pretrain", cfg, *extra)
+
     full = write_cfg(root, tmp, "full", **sections)
-    if ddp:
-        done = start(full)
-        assert done.wait(timeout=600) == 0, done.stdout.read()[-3000:]
-    else:
-        run_here("pretrain", full)
+    finish(full)
     cut = write_cfg(root, tmp, "cut", **sections)
     target = random.randrange(8, 13)  # inside the second epoch (steps 8..14)
     proc = start(cut)
@@ -124,11 +129,7 @@ def kill_mid_epoch_and_resume(root: Path, tmp: Path, **sections) -> None:
     newest = max(int(p.stem.split("-")[1]) for p in (tmp / "cut" / "checkpoints").glob("step-*.ckpt"))
     assert 8 <= newest < 14, f"killed at step {newest}, not mid-epoch (target {target})"
     assert not (tmp / "cut" / "model").exists()
-    if ddp:
-        resumed = start(cut, "--resume", str(tmp / "cut"))
-        assert resumed.wait(timeout=600) == 0, resumed.stdout.read()[-3000:]
-    else:
-        run_here("pretrain", cut, "--resume", str(tmp / "cut"))
+    finish(cut, "--resume", str(tmp / "cut"))
     assert_same_run(tmp / "full", tmp / "cut", newest)
 
 
@@ -163,8 +164,7 @@ def test_preemption_signal_checkpoints_exits_75_and_resume_auto_finishes(synth_r
     # the checkpoint is taken at the first step boundary after the signal, and no step runs after it (how
     # many steps ran between the look and the signal depends on the machine's load, not on hi2m)
     assert len(steps) == 1 and sent_after < steps[0] == max(step_losses(tmp_path / "job")) + 1, (steps, sent_after)
-    again = hi2m_here(cfg.parent, "pretrain", "-c", str(cfg), "--resume", "auto", threads=1)  # the requeued job
-    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    again = run_here("pretrain", cfg, "--resume", "auto")  # the requeued job
     assert "continuing" in again.stdout + again.stderr
     assert sorted(step_losses(tmp_path / "job")) == list(range(21))
 
