@@ -499,3 +499,59 @@ def test_stream_pretraining_through_the_engine_with_workers(tmp_path):
     bad = deep_merge(cfg, {"data": {"num_frames": 4}, "run": {"name": "bad"}})
     with pytest.raises(ValueError, match="num_frames"):
         pretrain(deep_merge(bad, {"data": {"options": {"synthface": {"num_frames": 8}}}}))
+
+
+# --------------------------------------------------------------------------- batched drawing
+
+@pytest.mark.parametrize("preset", ["voxceleb2", "dfew"])
+def test_a_batch_draws_each_clip_as_it_is_drawn_alone(preset):
+    """``render_specs`` draws a batch with one array operation per shape; every clip of it -- frames, part map,
+    occluder pixels and difficulty record -- is the clip drawn alone, bit for bit, whatever its neighbours
+    (with and without hair or an occluder, different windows and motions)."""
+    from hi2m.data.synthface import synthface_config
+    from hi2m.data.synthface.render import render_spec, render_specs
+
+    config = synthface_config(preset=preset, num_frames=6, size=32, seed=3, occlusion_prob=0.4)
+    specs = [sample_spec(config, "train", k) for k in range(40)]
+    hairless = [s for s in specs if not s.identity["has_hair"]][:2]
+    occluded = [s for s in specs if s.scene["occluder"]["present"]][:2]
+    batch = hairless + occluded + [s for s in specs if s not in hairless + occluded][:7]
+    assert len(hairless) == 2 and len(occluded) == 2  # the batch mixes what a clip may switch on or off
+    together = render_specs(batch, config)
+    for spec, clip in zip(batch, together):
+        alone = render_spec(spec, config)
+        assert np.array_equal(clip.frames, alone.frames)
+        assert np.array_equal(clip.region_parts, alone.region_parts) and clip.region_parts.any()
+        assert np.array_equal(clip.occlusion, alone.occlusion)
+        assert clip.difficulty == alone.difficulty
+    assert len({c.frames.tobytes() for c in together}) == len(batch)
+    pool = render_specs(batch, config, frames_only=True)
+    assert all(np.array_equal(a.frames, b.frames) and a.region_masks is None for a, b in zip(pool, together))
+
+
+def test_a_per_clip_constant_meets_arrays_as_a_python_float():
+    """``PerClip`` imitates each clip's Python float: float64 among numbers, cast to float32 first when it
+    meets a float32 array (numpy's rule for a Python float), float64 with a float64 array."""
+    from hi2m.data.synthface.raster import PerClip, larger
+
+    values_a, values_c = [0.123456789, -2.5, 1e-3], [0.7, 0.33333333333, -1.1]
+    a, c = PerClip.stack(values_a), PerClip.stack(values_c)
+    u = np.random.default_rng(0).standard_normal((3, 2, 4, 5)).astype(np.float32)  # (B, T, h, w)
+    batched = {
+        "sub_div": (u - (c - 0.13)) / (a * a + 1.0),
+        "reflected": 1.0 - (0.5 * a) * u,
+        "neg_mul": -c * u,
+        "f64": np.arange(3.0).reshape(3, 1, 1, 1) * a,
+    }
+    for b, (fa, fc) in enumerate(zip(values_a, values_c)):
+        alone = {
+            "sub_div": (u[b] - (fc - 0.13)) / (fa * fa + 1.0),
+            "reflected": 1.0 - (0.5 * fa) * u[b],
+            "neg_mul": -fc * u[b],
+            "f64": np.float64(b) * fa,
+        }
+        for name, value in alone.items():
+            assert batched[name].dtype == (np.float64 if name == "f64" else np.float32), name
+            assert np.array_equal(batched[name][b], np.broadcast_to(value, batched[name][b].shape)), name
+    assert np.array_equal(larger(a, 0.1).value.ravel(), [max(x, 0.1) for x in values_a])
+    assert larger(0.2, 0.1) == 0.2

@@ -1,8 +1,10 @@
-"""Drawing a face (head, brows, eyes, nose, mouth) and its expression regions.
+"""Drawing a batch of faces (head, brows, eyes, nose, mouth) and their expression regions.
 
 All functions draw into a :class:`Canvas` in face units (origin at the face
 centre, 1 = half the face height, ``v`` pointing down). Action-unit tracks are
-``(T, 1, 1)`` float32 arrays so every frame is drawn in one vectorised pass.
+``(B, T, 1, 1)`` float32 arrays so every clip and frame is drawn in one vectorised
+pass; an identity is a batch of them (:func:`stack_identities`): numbers as
+:class:`PerClip` constants, colours as (B, 3) float32.
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from hi2m.data.synthface.raster import Canvas, band_sdf, ellipse_sdf, segment_sdf
+from hi2m.data.synthface.raster import Canvas, PerClip, band_sdf, ellipse_sdf, larger, segment_sdf
 
-Tracks = dict[str, np.ndarray]  # action-unit name -> (T, 1, 1) intensity
+Tracks = dict[str, np.ndarray]  # action-unit name -> (B, T, 1, 1) intensity
 
 # Ids of the expression-bearing parts in the saved region map (0 = none).
 PART_IDS: dict[str, int] = {"brows": 1, "eyes": 2, "nose": 3, "mouth": 4}
@@ -24,8 +26,26 @@ _MOUTH_INSIDE = np.array([70.0, 22.0, 28.0])
 _TEETH = np.array([240.0, 238.0, 225.0])
 
 
-def _rgb(values: Any) -> np.ndarray:
-    return np.asarray(values, dtype=np.float32)
+def stack_identities(identities: list[dict[str, Any]]) -> dict[str, Any]:
+    """A batch of identities: each number a :class:`PerClip` (for a batch of one the Python float itself,
+    which PerClip imitates at less cost), each colour (B, 3) float32."""
+    out: dict[str, Any] = {}
+    for key, value in identities[0].items():
+        values = [ident[key] for ident in identities]
+        if isinstance(value, list):
+            out[key] = np.asarray(values, dtype=np.float32)
+        else:
+            out[key] = values[0] if len(values) == 1 else PerClip.stack(values)
+    return out
+
+
+def _any_on(on: PerClip | float) -> bool:
+    return bool(on.value.any()) if isinstance(on, PerClip) else bool(on)
+
+
+def _switched(alpha: np.ndarray, on: PerClip | float) -> np.ndarray:
+    """``alpha`` where a 0/1 per-clip switch is on, 0 where it is off (a pixel under alpha 0 is unchanged)."""
+    return alpha * (on.f32() if isinstance(on, PerClip) else np.float32(on))
 
 
 def brow_height(ident: dict[str, Any]) -> float:
@@ -35,38 +55,39 @@ def brow_height(ident: dict[str, Any]) -> float:
 
 def draw_head(cv: Canvas, ident: dict[str, Any]) -> None:
     """Neck, hair, ears and the skin-shaded face oval (drawn before the features)."""
-    skin, hair = _rgb(ident["skin"]), _rgb(ident["hair"])
+    skin, hair = ident["skin"], ident["hair"]  # (B, 3)
+    hair_on = ident["has_hair"]
     fw = ident["face_width"]
     win = cv.window(0.0, 1.9, 1.3)
     u, v = cv.coords(win)
-    neck = np.maximum(np.abs(u) - 0.45 * fw, 0.6 - v)  # (T, h, w) open-ended strip
+    neck = np.maximum(np.abs(u) - 0.45 * fw, 0.6 - v)  # (B, T, h, w) open-ended strip
     cv.paint(win, cv.alpha(neck), skin * 0.78)
-    if ident["has_hair"]:
+    if _any_on(hair_on):
         win = cv.window(0.0, -0.1, 1.3)
         u, v = cv.coords(win)
-        cv.paint(win, cv.alpha(ellipse_sdf(u, v, 0.0, -0.12, fw * 1.12, 1.0)), hair)
+        cv.paint(win, _switched(cv.alpha(ellipse_sdf(u, v, 0.0, -0.12, fw * 1.12, 1.0)), hair_on), hair)
     for side in (-1.0, 1.0):
         win = cv.window(side * fw, 0.0, 0.25)
         u, v = cv.coords(win)
         cv.paint(win, cv.alpha(ellipse_sdf(u, v, side * fw * 0.97, -0.02, 0.1, 0.17)), skin * 0.88)
     win = cv.window(0.0, 0.0, 1.05)
     u, v = cv.coords(win)
-    narrowing = 1.0 - 0.14 * np.clip(v, 0.0, 1.0)  # (T, h, w) egg shape: narrower chin
-    sdf = ellipse_sdf(u / narrowing, v, 0.0, 0.0, fw, 1.0)  # (T, h, w)
-    rim = np.clip(1.0 + sdf / 0.35, 0.0, 1.0) ** 2  # (T, h, w) 0 in the middle, 1 at the edge
-    shaded = skin[:, None, None, None] * (1.0 - 0.2 * rim)[None]  # (3, T, h, w)
+    narrowing = 1.0 - 0.14 * np.clip(v, 0.0, 1.0)  # (B, T, h, w) egg shape: narrower chin
+    sdf = ellipse_sdf(u / narrowing, v, 0.0, 0.0, fw, 1.0)  # (B, T, h, w)
+    rim = np.clip(1.0 + sdf / 0.35, 0.0, 1.0) ** 2  # (B, T, h, w) 0 in the middle, 1 at the edge
+    shaded = skin[:, :, None, None, None] * (1.0 - 0.2 * rim)[:, None]  # (B, 3, T, h, w)
     face_alpha = cv.alpha(sdf)
     cv.paint(win, face_alpha, shaded)
-    if ident["has_hair"]:
-        hairline = ident["hairline"] + 0.35 * u * u  # (T, h, w) lower at the temples
-        cv.paint(win, face_alpha * cv.alpha(v - hairline), hair)
+    if _any_on(hair_on):
+        hairline = ident["hairline"] + 0.35 * u * u  # (B, T, h, w) lower at the temples
+        cv.paint(win, _switched(face_alpha * cv.alpha(v - hairline), hair_on), hair)
 
 
 def draw_brows(cv: Canvas, ident: dict[str, Any], au: Tracks) -> None:
     """Two brows as bent capsules, glabella lines (knit) and forehead lines (raise)."""
     sep, rest = ident["eye_sep"], brow_height(ident)
-    color, thick = _rgb(ident["brow"]), ident["brow_thick"]
-    shift = -0.10 * au["brow_raise"] + 0.07 * au["brow_lower"]  # (T, 1, 1)
+    color, thick = ident["brow"], ident["brow_thick"]
+    shift = -0.10 * au["brow_raise"] + 0.07 * au["brow_lower"]  # (B, T, 1, 1)
     knit, inner_up = au["brow_knit"], au["brow_inner_raise"]
     for side in (-1.0, 1.0):
         inner_v = rest + shift + 0.045 * knit + 0.02 * au["brow_lower"] - 0.11 * inner_up
@@ -78,7 +99,7 @@ def draw_brows(cv: Canvas, ident: dict[str, Any], au: Tracks) -> None:
         u, v = cv.coords(win)
         sdf = np.minimum(segment_sdf(u, v, inner, mid, thick), segment_sdf(u, v, mid, outer, thick * 0.8))
         cv.paint(win, cv.alpha(sdf), color)
-    skin = _rgb(ident["skin"])
+    skin = ident["skin"]
     win = cv.window(0.0, rest, 0.35)
     u, v = cv.coords(win)
     lines = np.minimum(
@@ -97,22 +118,22 @@ def draw_eyes(cv: Canvas, ident: dict[str, Any], au: Tracks, blink: np.ndarray) 
     """Sclera, iris, pupil and lids; opening follows widen / narrow / close and blinks."""
     sep, ey = ident["eye_sep"], ident["eye_v"]
     w0, h0 = ident["eye_w"], ident["eye_h"]
-    closure = np.clip(0.8 * au["eye_close"] + blink, 0.0, 1.0)  # (T, 1, 1)
+    closure = np.clip(0.8 * au["eye_close"] + blink, 0.0, 1.0)  # (B, T, 1, 1)
     opening = (1.0 + 0.8 * au["eye_widen"] - 0.55 * au["eye_narrow"]) * (1.0 - closure)
-    h = np.maximum(h0 * opening, 0.004)  # (T, 1, 1)
+    h = np.maximum(h0 * opening, 0.004)  # (B, T, 1, 1)
     w = w0 * (1.0 + 0.06 * au["eye_widen"] - 0.04 * au["eye_narrow"])
-    lid = _rgb(ident["brow"]) * 0.6
-    skin = _rgb(ident["skin"])
+    lid = ident["brow"] * 0.6
+    skin = ident["skin"]
     for side in (-1.0, 1.0):
         ex = side * sep
         win = cv.window(ex, ey, 0.3)
         u, v = cv.coords(win)
-        eye_sdf = ellipse_sdf(u, v, ex, ey, w, h)  # (T, h, w)
+        eye_sdf = ellipse_sdf(u, v, ex, ey, w, h)  # (B, T, h, w)
         sclera = cv.alpha(eye_sdf)
         cv.paint(win, sclera, _SCLERA)
         iris_u = ex + ident["gaze_u"] * w0 * 0.5
         iris = ellipse_sdf(u, v, iris_u, ey, 0.8 * h0, 0.8 * h0)
-        cv.paint(win, cv.alpha(iris) * sclera, _rgb(ident["iris"]))
+        cv.paint(win, cv.alpha(iris) * sclera, ident["iris"])
         cv.paint(win, cv.alpha(iris + 0.45 * h0) * sclera, _PUPIL)
         # the ellipse distance is only approximate far from a thin (closing) eye, so the
         # lid line is also cut to the eye's width
@@ -124,8 +145,8 @@ def draw_eyes(cv: Canvas, ident: dict[str, Any], au: Tracks, blink: np.ndarray) 
 
 def draw_nose(cv: Canvas, ident: dict[str, Any], au: Tracks) -> None:
     """Nose shading, nostrils (lifted by the wrinkle) and wrinkle lines on the bridge."""
-    skin, tip = _rgb(ident["skin"]), ident["nose_tip"]
-    wrinkle = au["nose_wrinkle"]  # (T, 1, 1)
+    skin, tip = ident["skin"], ident["nose_tip"]
+    wrinkle = au["nose_wrinkle"]  # (B, T, 1, 1)
     win = cv.window(0.0, tip * 0.5, 0.4)
     u, v = cv.coords(win)
     bridge = segment_sdf(u, v, (0.05, -0.02), (0.075, tip - 0.03), 0.018)
@@ -150,19 +171,19 @@ def draw_nose(cv: Canvas, ident: dict[str, Any], au: Tracks) -> None:
 def draw_mouth(cv: Canvas, ident: dict[str, Any], au: Tracks) -> None:
     """Lips, mouth line, dark interior and upper teeth, shaped by the mouth AUs."""
     up, down, press = au["mouth_corner_up"], au["mouth_corner_down"], au["lip_press"]
-    mv = ident["mouth_v"] + 0.03 * down - 0.01 * up  # (T, 1, 1)
-    mw = ident["mouth_w"] * (1.0 + 0.3 * au["mouth_stretch"] + 0.12 * up - 0.18 * press)  # (T, 1, 1)
+    mv = ident["mouth_v"] + 0.03 * down - 0.01 * up  # (B, T, 1, 1)
+    mw = ident["mouth_w"] * (1.0 + 0.3 * au["mouth_stretch"] + 0.12 * up - 0.18 * press)  # (B, T, 1, 1)
     win = cv.window(0.0, ident["mouth_v"], ident["mouth_w"] * 1.5 + 0.3)
     u, v = cv.coords(win)
-    un = np.clip(u / mw, -1.2, 1.2)  # (T, h, w) position along the mouth, corners at +-1
+    un = np.clip(u / mw, -1.2, 1.2)  # (B, T, h, w) position along the mouth, corners at +-1
     taper = np.clip(1.0 - un * un, 0.0, 1.0)
-    centre = mv - (0.11 * up - 0.09 * down) * un * un  # (T, h, w) lip contact line
+    centre = mv - (0.11 * up - 0.09 * down) * un * un  # (B, T, h, w) lip contact line
     gap = 0.15 * au["mouth_open"] * taper
     top_in = centre - 0.6 * gap - 0.065 * au["upper_lip_raise"] * taper
     bottom_in = centre + 1.4 * gap
     lip = ident["lip_thick"] * (1.0 - 0.7 * press) * np.sqrt(taper) + 0.004
     side = np.abs(u) - mw
-    lips = _rgb(ident["lips"])
+    lips = ident["lips"]
     cv.paint(win, cv.alpha(band_sdf(v, top_in - lip, top_in, side)), lips)
     cv.paint(win, cv.alpha(band_sdf(v, bottom_in, bottom_in + 1.25 * lip, side)), lips * 1.05)
     cv.paint(win, cv.alpha(band_sdf(v, centre - 0.009, centre + 0.009, side)), lips * 0.45)
@@ -181,14 +202,14 @@ def draw_face(cv: Canvas, ident: dict[str, Any], au: Tracks, blink: np.ndarray) 
 
 
 def region_parts(cv: Canvas, ident: dict[str, Any]) -> np.ndarray:
-    """Map of expression-bearing regions, uint8 (T, H, W) with ids from ``PART_IDS``.
+    """Map of expression-bearing regions, uint8 (B, T, H, W) with ids from ``PART_IDS``.
 
     Each region is a fixed ellipse in face coordinates that bounds everything the
     action units move or change there (brows and forehead/glabella lines, eyes and
     lids, nose bridge wrinkles and nostrils, lips and mouth opening), so it follows
     the head but not the expression.
     """
-    parts = np.zeros(cv.shape, dtype=np.uint8)  # (T, H, W)
+    parts = np.zeros(cv.shape, dtype=np.uint8)  # (B, T, H, W)
     sep, ey, rest, tip = ident["eye_sep"], ident["eye_v"], brow_height(ident), ident["nose_tip"]
     eye_a, eye_b = ident["eye_w"] * 1.3 + 0.03, ident["eye_h"] * 1.8 + 0.04
     nose_top, nose_bottom = -0.12, tip + 0.06
@@ -202,9 +223,10 @@ def region_parts(cv: Canvas, ident: dict[str, Any]) -> np.ndarray:
         ("mouth", 0.0, ident["mouth_v"] + 0.02, ident["mouth_w"] * 1.45 + 0.06, 0.26),
     ]
     for name, cu, cvv, a, b in shapes:
-        win = cv.window(cu, cvv, max(a, b))
+        win = cv.window(cu, cvv, larger(a, b))
         u, v = cv.coords(win)
-        inside = ellipse_sdf(u, v, cu, cvv, a, b) < 0.0  # (T, h, w)
-        view = parts[:, win[0], win[1]]
-        view[inside & (view == 0)] = PART_IDS[name]
+        inside = (ellipse_sdf(u, v, cu, cvv, a, b) < 0.0) & (win.inside > 0)  # (B, T, h, w)
+        crop = win.gather(parts)  # (B, T, h, w)
+        crop[inside & (crop == 0)] = PART_IDS[name]
+        win.scatter(parts, crop)
     return parts
