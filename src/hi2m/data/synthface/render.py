@@ -234,11 +234,11 @@ def generate_stream_clip(config: SynthFaceConfig, index: int, frames_only: bool 
     return render_spec(sample_stream_spec(config, index), config, frames_only)
 
 
-# A batch is drawn at once where it measured faster than clip by clip (benchmarks/render_batch.py): up to
-# 8 clips of 32x32 a call (1.2-1.4x, the demo's size), 2.1-2.4x at 16x16; from 64x64 up the arithmetic of
-# the batch's common crops outweighs the Python overhead it shares (0.8x at 2 clips of 64x64), so big frames
-# are drawn one clip a call.
-BATCH_PIXELS = 8 * 32 * 32
+# A batch is drawn at once where it measured faster than clip by clip (benchmarks/render_batch.py, against
+# one clip a call of the same code): 16 clips of 32x32 a call 1.8x (the demo's size), 32 of 16x16 3.0x; at
+# 64x64 4 clips gain nothing (1.04x), and at 96x96 the arithmetic of the batch's common crops outweighs the
+# Python overhead it shares (0.87x at 4 clips), so big frames are drawn one clip a call.
+BATCH_PIXELS = 16 * 32 * 32
 
 
 def batch_clips(size: int) -> int:
