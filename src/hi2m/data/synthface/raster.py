@@ -50,29 +50,14 @@ class PerClip:
         b = other.value if isinstance(other, PerClip) else other  # or a Python number
         return PerClip(fn(b, self.value) if reflected else fn(self.value, b))
 
-    def __add__(self, o):
-        return self._apply(o, operator.add, False)
+    def _operator(fn: Callable, reflected: bool) -> Callable:  # noqa: N805 - builds the methods below
+        return lambda self, other: self._apply(other, fn, reflected)
 
-    def __radd__(self, o):
-        return self._apply(o, operator.add, True)
-
-    def __sub__(self, o):
-        return self._apply(o, operator.sub, False)
-
-    def __rsub__(self, o):
-        return self._apply(o, operator.sub, True)
-
-    def __mul__(self, o):
-        return self._apply(o, operator.mul, False)
-
-    def __rmul__(self, o):
-        return self._apply(o, operator.mul, True)
-
-    def __truediv__(self, o):
-        return self._apply(o, operator.truediv, False)
-
-    def __rtruediv__(self, o):
-        return self._apply(o, operator.truediv, True)
+    __add__, __radd__ = _operator(operator.add, False), _operator(operator.add, True)
+    __sub__, __rsub__ = _operator(operator.sub, False), _operator(operator.sub, True)
+    __mul__, __rmul__ = _operator(operator.mul, False), _operator(operator.mul, True)
+    __truediv__, __rtruediv__ = _operator(operator.truediv, False), _operator(operator.truediv, True)
+    del _operator
 
     def __neg__(self) -> PerClip:
         return PerClip(-self.value)
