@@ -88,9 +88,9 @@ def report(rows: list[dict], args, recipe: S.Recipe) -> str:
     out = ["# SynthFace study: does HI2M pretraining pay?", "",
            f"`python benchmarks/synthface_study.py {' '.join(sys.argv[1:])}`".rstrip(), "",
            f"Seeds {seeds}; mean +- std over seeds; UAR in %, chance {chance:.1f}. Pretraining: "
-           f"{recipe.pretrain_steps} steps x batch {recipe.batch} = {recipe.pretrain_steps * recipe.batch} clip views"
+           f"{recipe.pretrain_steps} steps x batch {recipe.pre_batch} = {recipe.pretrain_steps * recipe.pre_batch} clip views"
            + (f" of a pool of {args.pool} unlabelled `voxceleb2`-preset clips "
-              f"({recipe.pretrain_steps * recipe.batch / args.pool:g} epochs; `hi2m demo`'s recipe)" if args.pool else
+              f"({recipe.pretrain_steps * recipe.pre_batch / args.pool:g} epochs; `hi2m demo`'s recipe)" if args.pool else
               " of as many distinct unlabelled `voxceleb2`-preset clips") + " per run. Labelled: the same preset, "
            f"{S.FRAMES}x{S.SIZE}x{S.SIZE}, budgets {args.budgets} clips per class from one fixed pool, test split of "
            f"{args.test_clips} clips. Fine-tuning: {recipe.finetune_steps} steps at every budget, last step "
@@ -186,6 +186,8 @@ def main() -> None:
     ap.add_argument("--pretrain-steps", type=int, default=S.Recipe.pretrain_steps)
     ap.add_argument("--finetune-steps", type=int, default=S.Recipe.finetune_steps)
     ap.add_argument("--batch", type=int, default=S.Recipe.batch)
+    ap.add_argument("--pretrain-batch", type=int, default=None, help="clips per pretraining step (default: --batch)")
+    ap.add_argument("--pretrain-lr", type=float, default=S.Recipe.pretrain_lr)
     ap.add_argument("--test-clips", type=int, default=350)
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--length-curve", type=int, nargs="*", default=[], metavar="STEPS",
@@ -210,11 +212,14 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    recipe = S.Recipe(pretrain_steps=args.pretrain_steps, finetune_steps=args.finetune_steps, batch=args.batch)
+    recipe = S.Recipe(pretrain_steps=args.pretrain_steps, finetune_steps=args.finetune_steps, batch=args.batch,
+                      pretrain_batch=args.pretrain_batch, pretrain_lr=args.pretrain_lr)
     cache = Path(args.cache)
     tag = f"engine-{args.pretrain_steps}-{args.finetune_steps}-{args.batch}-{args.test_clips}"
     if args.pool:
         tag += f"-pool{args.pool}"
+    if args.pretrain_batch or args.pretrain_lr != S.Recipe.pretrain_lr:
+        tag += f"-pb{recipe.pre_batch}-plr{args.pretrain_lr:g}"
     results = cache / f"synthface_study-{tag}.jsonl"
     rows = [json.loads(x) for x in results.read_text().splitlines()] if results.is_file() else []
     have = {(r["kind"], r["variant"], r.get("budget"), r["seed"]) for r in rows}
@@ -245,7 +250,7 @@ def main() -> None:
                         lambda: S.render_clips(S.LABELLED, "test", args.test_clips))
     held_out = cached_clips(cache, f"study-val-64-{key}", lambda: S.render_clips(S.UNLABELLED, "val", 64))
     wild = cached_clips(cache, f"study-wild-64-{key}", lambda: S.render_clips(S.WILD, "val", 64))
-    n_stream = args.pool or recipe.pretrain_steps * recipe.batch
+    n_stream = args.pool or recipe.pretrain_steps * recipe.pre_batch
     prerender = (os.cpu_count() or 1) if args.pool else 0
     runs = Path(args.runs).absolute()
     import logging

@@ -86,6 +86,13 @@ def test_configs_encode_the_recipe(tmp_path):
     assert ft.optim.epochs * spe >= 1000 and round(ft.optim.warmup_epochs * spe) == 100
     assert ft.finetune.select == "last" and ft.finetune.mixup == 0 and ft.finetune.crop_scale is None
     assert ft.finetune.pretrained == str(tmp_path / "m") and ft.optim.betas == [0.9, 0.999]
+    # a pretraining batch apart from the fine-tuning one: the same clip views over half the steps
+    wide = P.Recipe(pretrain_steps=750, pretrain_batch=32)
+    pre32 = P.pretrain_config(P.HI2M_VARIANT, 0, wide, tmp_path, "pre32", pool=4000)
+    assert pre32.data.batch_size == 32 and pre32.trainer.max_steps == 750 and pre32.optim.epochs == 6
+    assert round(pre32.optim.warmup_epochs * steps_per_epoch(4000, pre32, 1)) == 37
+    ft32 = P.finetune_config(None, 10, 0, wide, tmp_path, "ft32", pool=2100, test_clips=350)
+    assert ft32.data.batch_size == 16 and pre.data.batch_size == 16
 
 
 def test_stage_runs_through_the_engine_and_measurements_read_the_saved_model(tmp_path):

@@ -103,14 +103,15 @@ def _run_demo(out: str | Path, quick: bool, seed: int, workers: int | None, scal
     out = Path(out).absolute()  # relative to where the command starts; every path below derives from it
     if (out / "demo.json").exists():
         raise FileExistsError(f"{out} already holds a demo run; choose another --out or delete it")
-    recipe = P.Recipe(pretrain_steps=s["pretrain_steps"], finetune_steps=s["finetune_steps"], batch=s["batch"])
+    recipe = P.Recipe(pretrain_steps=s["pretrain_steps"], finetune_steps=s["finetune_steps"], batch=s["batch"],
+                      pretrain_batch=s.get("pretrain_batch"), pretrain_lr=s.get("pretrain_lr", P.Recipe.pretrain_lr))
     pool_labelled = max(budgets) * P.NUM_CLASSES
     t0 = time.perf_counter()
 
     def say(msg: str) -> None:
         print(f"[{time.perf_counter() - t0:6.1f}s] {msg}", flush=True)
 
-    n_clips, pool = recipe.pretrain_steps * recipe.batch, s["pool"]
+    n_clips, pool = recipe.pretrain_steps * recipe.pre_batch, s["pool"]
     workers = max(1, os.cpu_count() or 1) if workers is None else max(1, workers)  # 0 and 1: in this process
     seconds: dict[str, float] = {}
     say(f"1/4 rendering {pool} unlabelled talking-face clips ({P.FRAMES}x{P.SIZE}x{P.SIZE}) in {workers} process(es)")
@@ -118,7 +119,7 @@ def _run_demo(out: str | Path, quick: bool, seed: int, workers: int | None, scal
     pre_cfg = P.pretrain_config(P.HI2M_VARIANT, seed, recipe, out, "pretrain", pool=pool, prerender=workers)
     rendered_pool(P.stream_config(pre_cfg), pool, workers)  # kept: the pretraining run reads this very array
     seconds["render unlabelled pool"] = time.perf_counter() - t
-    say(f"    pretraining HI2M (HRD + HSM + dual target) for {recipe.pretrain_steps} steps of {recipe.batch}: "
+    say(f"    pretraining HI2M (HRD + HSM + dual target) for {recipe.pretrain_steps} steps of {recipe.pre_batch}: "
         f"{n_clips} clip views, {n_clips / pool:g} epochs of the pool -> {out / 'pretrain'}")
     t = time.perf_counter()
     pretrained = pretrain(pre_cfg, extra_callbacks=[Progress(say, "pretraining", recipe.pretrain_steps,
@@ -172,7 +173,7 @@ def _run_demo(out: str | Path, quick: bool, seed: int, workers: int | None, scal
     pre_curve = P.logged_curve(pretrained["run_dir"], "train/L_R")
     figures = _figures(out, model, held_out, pre_curve, finetuned[s["budget"]])
     seconds["figures"] = time.perf_counter() - t
-    pretraining = {"steps": recipe.pretrain_steps, "batch": recipe.batch, "clip_views": n_clips, "pool": pool,
+    pretraining = {"steps": recipe.pretrain_steps, "batch": recipe.pre_batch, "clip_views": n_clips, "pool": pool,
                    "epochs": n_clips / pool}
     report = format_demo(finetuned, steps, probes, meas, probe_budget, len(test["label"]), pretraining, seconds)
     say("done")

@@ -64,8 +64,9 @@ class Recipe:
     """Schedules shared by every row of a study (the same for pretrained and random-init models)."""
 
     pretrain_steps: int = 1500
-    batch: int = 16
+    batch: int = 16  # clips per fine-tuning step, and per pretraining step unless pretrain_batch says otherwise
     pretrain_lr: float = 1.5e-3
+    pretrain_batch: int | None = None  # clips per pretraining step (None: batch)
     finetune_steps: int = 1000
     finetune_lr: float = 1e-3
     layer_decay: float = 0.75
@@ -76,6 +77,11 @@ class Recipe:
     finetune_epoch: int = 2048  # clips per fine-tuning epoch: a small budget's pool is listed several times
     frames: int = FRAMES  # clip geometry of every stage: frames per clip and square frame size
     size: int = SIZE
+
+    @property
+    def pre_batch(self) -> int:
+        """Clips per pretraining step."""
+        return self.pretrain_batch or self.batch
 
     def synthface(self, preset: dict[str, Any]) -> dict[str, Any]:
         """A SynthFace preset (``UNLABELLED``, ``LABELLED``, ``WILD``) at this recipe's geometry."""
@@ -92,13 +98,13 @@ def _run_config(out: Path, name: str, seed: int, recipe: Recipe, changes: dict[s
 
 def pretrain_config(variant: dict[str, Any], seed: int, recipe: Recipe, out: Path, name: str = "pretrain",
                     workers: int = 1, pool: int | None = None, prerender: int = 0) -> RunConfig:
-    """Pretrain an HI2M variant (``VARIANTS`` values) for ``recipe.pretrain_steps`` steps of ``recipe.batch``
+    """Pretrain an HI2M variant (``VARIANTS`` values) for ``recipe.pretrain_steps`` steps of ``recipe.pre_batch``
     clips of the unlabelled stream: AdamW (0.9, 0.95), wd 0.05, warm-up (5%) then cosine to 1e-5, the HRD
     policy in its own parameter group, no augmentation (the clips are the model's size). ``pool``: read a
     finite set of that many stream clips for as many epochs as the steps need (VoxCeleb2 is finite in the
     paper); None: every clip new (one epoch). ``prerender``: render the pool once with that many processes
     before training and read it from memory (``workers`` is then 0: nothing is left for a worker to do)."""
-    steps, batch = recipe.pretrain_steps, recipe.batch
+    steps, batch = recipe.pretrain_steps, recipe.pre_batch
     per_epoch = pool if pool else steps * batch
     epochs = math.ceil(steps * batch / per_epoch)
     spe = per_epoch // batch
