@@ -134,7 +134,8 @@ def blink_track(spec: ClipSpec, num_frames: int) -> np.ndarray:
 
 def render_specs(specs: list[ClipSpec], config: SynthFaceConfig, frames_only: bool = False) -> list[SynthClip]:
     """Draw a batch of clips from their parameters (deterministic): every clip has the pixels it has drawn
-    alone, and the batch shares the drawing's Python overhead (at 8x32x32 nearly all of a clip's cost).
+    alone, and the batch shares the drawing's per-shape Python overhead (what the small features cost at small
+    frames; the arithmetic stays per pixel: benchmarks/render_batch.py).
     ``frames_only``: the same frames, without the region masks and the difficulty record (None), for
     pretraining pools."""
     num_frames, size = config.num_frames, config.size
@@ -243,7 +244,7 @@ BATCH_PIXELS = 16 * 32 * 32
 
 def batch_clips(size: int) -> int:
     """Clips drawn per :func:`render_specs` call at frame size ``size``: ``BATCH_PIXELS`` worth, 1 where
-    that is under 4 clips (size > 45)."""
+    that is under 4 clips (size > 64)."""
     clips = BATCH_PIXELS // (size * size)
     return clips if clips >= 4 else 1
 
