@@ -12,9 +12,11 @@ row measured beside the others in the same run:
    main process with every thread (the demo now); and, on the prerendered pool, logging every step against
    every 40th (the modules call ``self.log`` only on the steps whose logs are written).
 
-``--demo-json runs/demo/demo.json`` adds the stage seconds of a demo run to the table.
+``--demo-json A/demo.json [B/demo.json ...]`` adds the stage seconds of demo runs side by side, with each
+one's pretraining clip views per second against the demo of 2026-12-05 (2,000 steps of 16 in 148 s, 216
+clip views/s, verified-results.md); ``--steps 0`` prints only that table.
 
-    python benchmarks/demo_budget.py [--steps 600] [--demo-json runs/demo/demo.json]
+    python benchmarks/demo_budget.py [--steps 600] [--demo-json runs/demo/demo.json ...]
 """
 
 from __future__ import annotations
@@ -98,8 +100,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=600, help="engine steps per row (clock from step 50)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--demo-json", type=Path, default=None)
+    parser.add_argument("--demo-json", type=Path, nargs="+", default=[])
     args = parser.parse_args()
+    if args.steps:
+        measure(args)
+    if args.demo_json:
+        demo_stages([json.loads(p.read_text()) for p in args.demo_json], args.demo_json)
+
+
+BEFORE_VIEWS_PER_S = 2000 * 16 / 148  # the demo of 2026-12-05: 2,000 pretraining steps of 16 clips in 148 s
+
+
+def demo_stages(demos: list[dict], paths: list[Path]) -> None:
+    """The stage seconds of demo runs side by side, and their pretraining clip views per second."""
+    stages = list(dict.fromkeys(k for d in demos for k in d.get("stage_seconds", {})))
+    print("\n| stage | " + " | ".join(str(p) for p in paths) + " |\n|---|" + "---|" * len(demos))
+    for stage in stages:
+        print(f"| {stage} | " + " | ".join(f"{d['stage_seconds'].get(stage, float('nan')):.0f}" for d in demos) + " |")
+    print("| all stages (s) | " + " | ".join(f"{d['seconds']:.0f}" for d in demos) + " |")
+    print("| pretraining | " + " | ".join(f"{d['pretraining']['steps']} x {d['pretraining'].get('batch', 16)}"
+                                          for d in demos) + " |")
+    rates = [d["pretraining"]["clip_views"] / d["stage_seconds"]["pretrain"] for d in demos]
+    print("| pretraining clip views/s | " + " | ".join(f"{r:.0f}" for r in rates) + " |")
+    print(f"| vs 2026-12-05 ({BEFORE_VIEWS_PER_S:.0f} clip views/s) | "
+          + " | ".join(f"{r / BEFORE_VIEWS_PER_S:.2f}x" for r in rates) + " |")
+
+
+def measure(args: argparse.Namespace) -> None:
     recipe = P.Recipe(pretrain_steps=args.steps)
     pool = args.steps * recipe.batch // 2  # two epochs of the pool
     with tempfile.TemporaryDirectory() as tmp:
@@ -121,12 +148,6 @@ def main() -> None:
     for name, value in rows.items():
         print(f"| {name} | {value:.1f} |")
     print(f"| now / before (engine steps/s) | {now / before:.2f}x |")
-    if args.demo_json:
-        demo = json.loads(args.demo_json.read_text())
-        print(f"\n{args.demo_json}: {demo['seconds']:.0f} s in all; {demo['pretraining']['steps']} pretraining steps")
-        print("| stage | seconds |\n|---|---|")
-        for stage, sec in demo.get("stage_seconds", {}).items():
-            print(f"| {stage} | {sec:.0f} |")
 
 
 if __name__ == "__main__":

@@ -200,8 +200,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1, help="DataLoader workers rendering the unlabelled stream")
     ap.add_argument("--pool", type=int, default=None,
                     help="unlabelled clips, rendered once by every core and read for pretrain-steps x batch / pool "
-                         "epochs (hi2m demo's recipe: --pretrain-steps 6000 --pool 24000); default: pretrain-steps x "
-                         "batch clips rendered on the fly in --workers and read once")
+                         "epochs (hi2m demo's recipe: --pretrain-steps 3000 --pretrain-batch 32 --pool 24000); "
+                         "default: pretrain-steps x batch clips rendered on the fly in --workers and read once")
     ap.add_argument("--out", default="docs/results-synthface.md")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 1 seed, short schedules, 2 variants")
     ap.add_argument("--report-only", action="store_true", help="compute nothing: the report of what is cached")

@@ -220,6 +220,13 @@ def test_finetune_selects_on_validation_and_evaluate_reproduces(synth_root, tmp_
     assert model.class_names[0] == "Happy"
     again = evaluate(tiny_cfg(synth_root, tmp_path, run={"name": "ev"}), out["model_dir"])["result"]
     assert again.war == pytest.approx(out["result"].war) and again.uar == pytest.approx(out["result"].uar)
+    # with the fine-tuning run's own name (`hi2m evaluate -c runs/ft/config.yaml`) it writes beside that run
+    before = {f: (tmp_path / "ft" / f).read_bytes() for f in ("config.yaml", "metrics.json", "predictions.csv")}
+    beside = [evaluate(tiny_cfg(synth_root, tmp_path, run={"name": "ft"}), out["model_dir"])["run_dir"]
+              for _ in range(2)]
+    assert {f: (tmp_path / "ft" / f).read_bytes() for f in before} == before
+    assert beside[0] != beside[1] and all(d.name.startswith("ft-evaluate-") for d in beside)
+    assert json.loads((beside[1] / "metrics.json").read_text())["war"] == pytest.approx(metrics["war"])
     with pytest.raises(ValueError, match="no validation set"):
         finetune(tiny_cfg(synth_root, tmp_path, run={"name": "noval"}, finetune={"select": "val"}))
 

@@ -38,12 +38,14 @@ from hi2m.viz.plots import learning_curves_figure
 # pretraining / fine-tuning steps, labelled clips per class, pool and test sizes; "tiny" is for the tests only.
 # "pool": the unlabelled clips, rendered once (by every core) and read for pretrain_steps * batch / pool epochs
 # -- the length curve of docs/results-synthface.md: 6,000 steps over 24,000 clips took the fine-tuned model from
-# 24.9 to 43.1 UAR at 300 per class, where 1,500 steps over fresh clips stopped. "few": a second, smaller
-# budget fine-tuned for "few_steps" (the study finds nothing at 10 per class after this pretraining, so only
+# 24.9 to 43.1 UAR at 300 per class, where 1,500 steps over fresh clips stopped. Full scale pretrains those
+# 96,000 clip views in 3,000 steps of 32 (3 seeds at 300 per class: gain +26.1 +- 5.8 UAR against +20.6 +- 1.2
+# in 6,000 steps of 16, docs/results-synthface.md; 0.88x the time per clip, benchmarks/RESULTS.md).
+# "few": a second, smaller budget fine-tuned for "few_steps" (the study finds little at 10 per class, so only
 # the tiny scale keeps one, for the tests); "probe": labelled clips per class of the linear probes.
 SCALES: dict[str, dict[str, Any]] = {
-    "full": dict(pretrain_steps=6000, pool=24000, finetune_steps=1000, budget=300, few=None, probe=10, test=350,
-                 held_out=64, batch=16),
+    "full": dict(pretrain_steps=3000, pretrain_batch=32, pool=24000, finetune_steps=1000, budget=300, few=None,
+                 probe=10, test=350, held_out=64, batch=16),
     # quick: fine-tuning needs ~400 steps before its loss leaves ln 7 (measured: 300 steps left both models at
     # chance, 13.3 vs 13.3; 600 steps gave 22.9 vs 12.9, seed 0). Pretraining: the same 38,400 clip views as
     # 2,400 steps of 16, in 1,200 steps of 32 (synthface_study.py, 3 seeds at this scale: gain +16.2 +- 4.1 UAR,
