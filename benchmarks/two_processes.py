@@ -114,11 +114,10 @@ def engine_pretraining(out: Path, views: int, rounds: int) -> dict[str, list[flo
     return rates
 
 
-def _finetune(out: Path, name: str, steps: int, threads: int) -> float:
+def _finetune(out: Path, name: str, steps: int, threads: int) -> None:
     torch.set_num_threads(threads)
     cfg = P.finetune_config(None, 300, 0, P.Recipe(finetune_steps=steps), out, name, 300 * P.NUM_CLASSES, 210)
     finetune(cfg, verbose=False)
-    return P.metrics_of(Path(cfg.run.dir) / cfg.run.name)["uar"]
 
 
 def fine_tunes(out: Path, steps: int, rounds: int) -> dict[str, list[float]]:

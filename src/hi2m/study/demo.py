@@ -40,7 +40,7 @@ from hi2m.viz.plots import learning_curves_figure
 # -- the length curve of docs/results-synthface.md: 6,000 steps over 24,000 clips took the fine-tuned model from
 # 24.9 to 43.1 UAR at 300 per class, where 1,500 steps over fresh clips stopped. Full scale pretrains those
 # 96,000 clip views in 3,000 steps of 32 (3 seeds at 300 per class: gain +26.1 +- 5.8 UAR against +20.6 +- 1.2
-# in 6,000 steps of 16, docs/results-synthface.md; 0.88x the time per clip, benchmarks/RESULTS.md).
+# in 6,000 steps of 16, docs/results-synthface.md; 0.70-0.88x the time per clip, benchmarks/RESULTS.md).
 # "few": a second, smaller budget fine-tuned for "few_steps" (the study finds little at 10 per class, so only
 # the tiny scale keeps one, for the tests); "probe": labelled clips per class of the linear probes.
 SCALES: dict[str, dict[str, Any]] = {

@@ -102,7 +102,7 @@ def run_dir_for(cfg: RunConfig, command: str) -> Path:
     return Path(cfg.run.dir) / name
 
 
-def _unused(run_dir: Path) -> Path:
+def _evaluation_dir(run_dir: Path) -> Path:
     """``run_dir``, or beside it ``<name>-evaluate-<time>[-k]`` when it already holds files: evaluating with a
     fine-tuning run's own config (``hi2m evaluate -c runs/ft/config.yaml``) names that run, whose config,
     metrics and predictions an evaluation must not overwrite."""
@@ -525,7 +525,7 @@ def evaluate(cfg: RunConfig, model_dir: str | Path) -> dict[str, Any]:
     model = load_pretrained(model_dir)
     if not isinstance(model, VideoClassifier):
         raise ValueError(f"{model_dir} holds a pretraining model; evaluate needs a fine-tuned classifier")
-    run_dir = _unused(run_dir_for(cfg, "evaluate"))
+    run_dir = _evaluation_dir(run_dir_for(cfg, "evaluate"))
     cfg.save(run_dir)
     cfg = cfg.replace(data={"num_frames": model.cfg.num_frames, "image_size": model.cfg.image_size})
     test_set = tdata.eval_dataset(cfg, model.cfg, cfg.data.test_split)
